@@ -1,0 +1,268 @@
+"""Cliente do KV Store: o menu INIT/PUT/GET sobre uma pequena biblioteca (SPEC, seções 2, 3 e 7)."""
+
+import random
+import select
+import socket
+import sys
+import time
+
+from Mensagem import Mensagem
+
+
+class Cliente:
+    """Fala com os servidores; guarda um timestamp por key para nunca ver valor mais velho."""
+
+    IP_PADRAO = "127.0.0.1"
+    PORTAS_PADRAO = (10097, 10098, 10099)
+    PRAZO_CONEXAO = 3.0       # para conectar a um servidor
+    FATIA_ESPERA = 0.5        # espera a resposta em fatias: Ctrl+C funciona no Windows
+    PAUSA_APOS_FALHA = 5.0    # servidor que falhou vai para o fim da fila por um tempo
+    MENU = "INIT, PUT ou GET? "
+    AVISO_MENU = "Opção inválida: digite INIT, PUT ou GET."
+
+    def __init__(self, prazo_resposta=None):
+        self.servidores = []
+        # Um timestamp por key, começando em 0; só sobe (PUT_OK e GET_OK).
+        self.timestamps = {}
+        # Conexões persistentes: servidor -> (socket, arquivo de leitura).
+        self.conexoes = {}
+        # Servidor -> instante da última falha.
+        self.falhas = {}
+        # None: espera a resposta o quanto for preciso (um PUT espera seguidores lentos).
+        self.prazo_resposta = prazo_resposta
+
+    # ------------------------------------------------------------ a biblioteca
+
+    # [4a] INIT: guarda os três servidores (IP e porta); as conexões abrem no primeiro uso.
+    def inicializar(self, servidores):
+        """Define os servidores [(ip, porta), ...]; fecha conexões antigas."""
+        self.fechar()
+        self.servidores = [(str(ip), int(porta)) for ip, porta in servidores]
+        if not self.servidores:
+            raise ValueError("informe ao menos um servidor")
+
+    # [4b] PUT: envia key e value a um servidor ao acaso; PUT_OK traz o timestamp da key.
+    def put(self, key, value, servidor=None):
+        """PUT; devolve (resposta, servidor). A resposta é PUT_OK ou ERRO."""
+        Cliente.validar_key(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError("o value deve ser texto")
+        pedido = Mensagem(Mensagem.PUT, key=key, value=value)
+        resposta, servidor = self.requisitar(pedido, servidor, (Mensagem.PUT_OK,))
+        if resposta.tipo == Mensagem.PUT_OK:
+            self.atualizar(key, resposta.timestamp)
+        return resposta, servidor
+
+    # [4c] GET: envia key e o timestamp que o cliente já viu; o servidor não devolve nada
+    # mais velho que isso (TRY_OTHER_SERVER_OR_LATER no lugar).
+    def get(self, key, servidor=None):
+        """GET; devolve (resposta, servidor): GET_OK, TRY_OTHER_SERVER_OR_LATER ou ERRO."""
+        Cliente.validar_key(key)
+        pedido = Mensagem(Mensagem.GET, key=key, timestamp=self.timestamps.get(key, 0))
+        esperados = (Mensagem.GET_OK, Mensagem.TRY_OTHER_SERVER_OR_LATER)
+        resposta, servidor = self.requisitar(pedido, servidor, esperados)
+        if resposta.tipo == Mensagem.GET_OK:
+            self.atualizar(key, resposta.timestamp)
+        return resposta, servidor
+
+    def atualizar(self, key, timestamp):
+        # Nunca baixa: é isso que impede o cliente de aceitar um valor mais velho depois.
+        if timestamp > self.timestamps.get(key, 0):
+            self.timestamps[key] = timestamp
+
+    def fechar(self):
+        """Fecha as conexões abertas."""
+        for sock, arquivo in self.conexoes.values():
+            arquivo.close()
+            sock.close()
+        self.conexoes.clear()
+
+    @staticmethod
+    def validar_key(key):
+        if not isinstance(key, str) or not key:
+            raise ValueError("a key deve ser um texto não vazio")
+
+    # ------------------------------------------------------------------ rede
+
+    def requisitar(self, pedido, servidor, esperados):
+        """Manda a um servidor (o escolhido ou um ao acaso) e devolve (resposta, servidor).
+
+        Servidor fora do ar, que cai no meio ou que responde fora do protocolo é pulado
+        para o próximo; ConnectionError só quando nenhum responde.
+        """
+        if not self.servidores and servidor is None:
+            raise ValueError("faça INIT antes")
+        for candidato in ([tuple(servidor)] if servidor is not None else self.ordem()):
+            try:
+                resposta = self.trocar(candidato, pedido)
+                if resposta.tipo not in esperados + (Mensagem.ERRO,) or (
+                        resposta.tipo != Mensagem.ERRO and resposta.key != pedido.key):
+                    raise ValueError("resposta %s fora do protocolo" % resposta.tipo)
+            except (OSError, ValueError):
+                self.descartar(candidato)
+                self.falhas[candidato] = time.monotonic()
+                continue
+            self.falhas.pop(candidato, None)
+            return resposta, candidato
+        raise ConnectionError("nenhum servidor respondeu")
+
+    def ordem(self):
+        """Servidores ao acaso, os que falharam há pouco por último (no Windows, um
+        servidor fora do ar leva ~2 s para recusar a conexão)."""
+        agora = time.monotonic()
+        fila = list(self.servidores)
+        random.shuffle(fila)
+        fila.sort(key=lambda s: agora - self.falhas.get(s, -1e9) < Cliente.PAUSA_APOS_FALHA)
+        return fila
+
+    def trocar(self, servidor, pedido):
+        """Envia o pedido e lê uma resposta pela conexão persistente com o servidor."""
+        sock, arquivo = self.conexao(servidor)
+        pedido.enviar(sock)
+        self.esperar_resposta(sock)
+        resposta = Mensagem.receber(arquivo)
+        if resposta is None:
+            raise ConnectionError("o servidor fechou a conexão")
+        return resposta
+
+    def conexao(self, servidor):
+        """A conexão persistente com o servidor; reaberta se ele a fechou nesse meio tempo."""
+        existente = self.conexoes.get(servidor)
+        if existente is not None:
+            # Legível antes de pedir algo = o servidor fechou (ou reiniciou): reabre.
+            if not select.select([existente[0]], [], [], 0)[0]:
+                return existente
+            self.descartar(servidor)
+        sock = socket.create_connection(servidor, Cliente.PRAZO_CONEXAO)
+        # Sem Nagle: cada requisição é uma linha curta que deve sair já.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.prazo_resposta)
+        self.conexoes[servidor] = (sock, sock.makefile("rb"))
+        return self.conexoes[servidor]
+
+    def esperar_resposta(self, sock):
+        """Espera a resposta em fatias curtas (a thread principal segue ouvindo Ctrl+C)."""
+        limite = None if self.prazo_resposta is None else time.monotonic() + self.prazo_resposta
+        fatia = Cliente.FATIA_ESPERA
+        while not select.select([sock], [], [], fatia)[0]:
+            if limite is not None:
+                fatia = min(Cliente.FATIA_ESPERA, limite - time.monotonic())
+                if fatia <= 0:
+                    raise socket.timeout("o servidor não respondeu a tempo")
+
+    def descartar(self, servidor):
+        existente = self.conexoes.pop(servidor, None)
+        if existente is not None:
+            existente[1].close()
+            existente[0].close()
+
+    # ------------------------------------------------------------------ menu
+
+    def menu(self):
+        """O menu no console: só pergunta e imprime; o trabalho é da biblioteca acima."""
+        acoes = {"INIT": self.menu_init, "PUT": self.menu_put, "GET": self.menu_get}
+        while True:
+            opcao = input(Cliente.MENU).strip().upper()
+            acao = acoes.get(opcao)
+            if acao is not None:
+                acao()
+            elif opcao:
+                Cliente.avisar(Cliente.AVISO_MENU)
+
+    def menu_init(self):
+        servidores = []
+        for numero, porta_padrao in enumerate(Cliente.PORTAS_PADRAO, start=1):
+            ip = input("IP do servidor %d [%s]: " % (numero, Cliente.IP_PADRAO)).strip()
+            porta = Cliente.perguntar_porta(numero, porta_padrao)
+            servidores.append((ip or Cliente.IP_PADRAO, porta))
+        self.inicializar(servidores)
+
+    def menu_put(self):
+        if not self.servidores:
+            Cliente.avisar("Faça INIT antes de PUT.")
+            return
+        key = Cliente.perguntar_key()
+        if key is None:
+            return
+        value = input("Value: ")
+        try:
+            resposta, servidor = self.put(key, value)
+        except ConnectionError:
+            Cliente.avisar("Nenhum servidor respondeu; o PUT não foi feito.")
+            return
+        if resposta.tipo == Mensagem.ERRO:
+            Cliente.avisar("Erro do servidor %s:%d: %s" % (servidor + (resposta.value,)))
+            return
+        print("PUT_OK key: %s value %s timestamp %d realizada no servidor %s:%d"
+              % ((key, Cliente.mostrar(resposta.value), resposta.timestamp) + servidor),
+              flush=True)
+
+    def menu_get(self):
+        if not self.servidores:
+            Cliente.avisar("Faça INIT antes de GET.")
+            return
+        key = Cliente.perguntar_key()
+        if key is None:
+            return
+        enviado = self.timestamps.get(key, 0)
+        try:
+            resposta, servidor = self.get(key)
+        except ConnectionError:
+            Cliente.avisar("Nenhum servidor respondeu ao GET.")
+            return
+        if resposta.tipo == Mensagem.ERRO:
+            Cliente.avisar("Erro do servidor %s:%d: %s" % (servidor + (resposta.value,)))
+            return
+        if resposta.tipo == Mensagem.GET_OK:
+            valor = Cliente.mostrar(resposta.value)
+        else:
+            valor = Mensagem.TRY_OTHER_SERVER_OR_LATER
+        print("GET key: %s value: %s obtido do servidor %s:%d, meu timestamp %d e do servidor %d"
+              % ((key, valor) + servidor + (enviado, resposta.timestamp)), flush=True)
+
+    @staticmethod
+    def perguntar_porta(numero, padrao):
+        while True:
+            texto = input("Porta do servidor %d [%d]: " % (numero, padrao)).strip()
+            if not texto:
+                return padrao
+            if texto.isdigit() and 1 <= int(texto) <= 65535:
+                return int(texto)
+            Cliente.avisar("Porta inválida: use um número de 1 a 65535.")
+
+    @staticmethod
+    def perguntar_key():
+        key = input("Key: ").strip()
+        if not key:
+            Cliente.avisar("A key não pode ser vazia.")
+            return None
+        return key
+
+    @staticmethod
+    def mostrar(valor):
+        return "NULL" if valor is None else valor
+
+    @staticmethod
+    def avisar(linha):
+        """Linha de erro para a pessoa, em stderr: stdout fica só com a SPEC seção 3."""
+        print(linha, file=sys.stderr, flush=True)
+
+
+def main():
+    sys.stdout.reconfigure(errors="replace")
+    sys.stderr.reconfigure(errors="replace")
+    if len(sys.argv) > 1:
+        print("uso: python Cliente.py (sem argumentos; o menu pede o resto)", file=sys.stderr)
+        return 2
+    cliente = Cliente()
+    try:
+        cliente.menu()
+    except (EOFError, KeyboardInterrupt):
+        pass  # fim da entrada ou Ctrl+C: sai limpo
+    finally:
+        cliente.fechar()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
