@@ -1,0 +1,200 @@
+"""Fixtures: servidores como processos de verdade, em portas livres, prontos por sondagem."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+RAIZ = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, RAIZ)
+
+from Cliente import Cliente  # noqa: E402
+from Mensagem import Mensagem  # noqa: E402
+
+PRAZO = 15.0          # toda espera dos testes tem este limite (SHORT_TIMEOUT do CPython)
+SONDA = 0.02          # intervalo entre sondagens
+
+
+def porta_livre():
+    """Uma porta TCP livre agora em 127.0.0.1 (o SO escolhe)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def esperar(condicao, prazo=PRAZO, motivo="condição"):
+    """Sonda condicao() até ser verdadeira; falha o teste no prazo."""
+    limite = time.monotonic() + prazo
+    while True:
+        valor = condicao()
+        if valor:
+            return valor
+        if time.monotonic() > limite:
+            pytest.fail("esperou %.0f s por: %s" % (prazo, motivo))
+        time.sleep(SONDA)
+
+
+class Processo:
+    """Um Servidor.py (ou Cliente.py) rodando, com stdout e stderr em arquivos."""
+
+    def __init__(self, args, pasta, nome, entrada=None):
+        self.nome = nome
+        self.caminho_saida = os.path.join(pasta, nome + ".out")
+        self.caminho_erro = os.path.join(pasta, nome + ".err")
+        self.marca = 0
+        # Arquivos, não PIPE: um pipe cheio travaria o print do servidor.
+        with open(self.caminho_saida, "wb") as saida, open(self.caminho_erro, "wb") as erro:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-u"] + args, cwd=RAIZ, stdout=saida, stderr=erro,
+                stdin=subprocess.PIPE if entrada is not None else subprocess.DEVNULL)
+        if entrada is not None:
+            self.popen.stdin.write(entrada.encode("utf-8"))
+            self.popen.stdin.close()
+
+    def saida(self):
+        with open(self.caminho_saida, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def erro(self):
+        with open(self.caminho_erro, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def linhas(self):
+        return self.saida().splitlines()[self.marca:]
+
+    def marcar(self):
+        """Daqui em diante linhas() mostra só o que vier depois (ignora sondas de prontidão)."""
+        self.marca = 0
+        self.marca = len(self.linhas())
+
+    def vivo(self):
+        return self.popen.poll() is None
+
+    def esperar_linha(self, linha, prazo=PRAZO, vezes=1):
+        """Espera a linha exata aparecer (vezes) no stdout."""
+        def achou():
+            self.exigir_vivo()
+            return self.linhas().count(linha) >= vezes
+        esperar(achou, prazo, "%s imprimir %r" % (self.nome, linha))
+
+    def exigir_vivo(self):
+        if not self.vivo():
+            pytest.fail("%s terminou (código %s)\nstdout:\n%s\nstderr:\n%s"
+                        % (self.nome, self.popen.returncode, self.saida(), self.erro()))
+
+    def terminar(self):
+        if self.vivo():
+            self.popen.terminate()
+            try:
+                self.popen.wait(PRAZO)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(PRAZO)
+
+    def matar(self):
+        """SIGKILL: o processo morre sem fechar nada por conta própria."""
+        self.popen.kill()
+        self.popen.wait(PRAZO)
+
+    def interromper(self):
+        """Ctrl+C (SIGINT)."""
+        self.popen.send_signal(signal.SIGINT)
+
+
+def aceita_conexao(porta):
+    try:
+        with socket.create_connection(("127.0.0.1", porta), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def trocar(porta, objeto_ou_bytes, prazo=PRAZO):
+    """Abre uma conexão, manda uma linha (dict vira JSON) e lê a linha de resposta."""
+    import json
+    if isinstance(objeto_ou_bytes, dict):
+        dados = json.dumps(objeto_ou_bytes).encode() + b"\n"
+    else:
+        dados = objeto_ou_bytes
+    with socket.create_connection(("127.0.0.1", porta), timeout=prazo) as s:
+        s.sendall(dados)
+        arquivo = s.makefile("rb")
+        linha = arquivo.readline()
+    return json.loads(linha) if linha else None
+
+
+class Cluster:
+    """Fábrica de servidores; todos terminam no teardown (ExitStack)."""
+
+    def __init__(self, pasta, pilha):
+        self.pasta = pasta
+        self.pilha = pilha
+        self.contagem = 0
+
+    def servidor(self, porta, porta_lider, *extras, esperar_porta=True):
+        self.contagem += 1
+        nome = "servidor%d-%d" % (self.contagem, porta)
+        args = ["Servidor.py", "127.0.0.1", str(porta), "127.0.0.1", str(porta_lider)]
+        proc = Processo(args + list(extras), self.pasta, nome)
+        self.pilha.callback(proc.terminar)
+        if esperar_porta:
+            def pronto():
+                proc.exigir_vivo()
+                return aceita_conexao(porta)
+            esperar(pronto, motivo="%s aceitar conexões" % nome)
+        return proc
+
+    def tres(self, atraso=None):
+        """Líder e dois seguidores já unidos ao líder; devolve (procs, portas)."""
+        portas = [porta_livre() for _ in range(3)]
+        lider = self.servidor(portas[0], portas[0])
+        extras = [] if atraso is None else ["--atraso-replicacao", str(atraso)]
+        seguidores = [self.servidor(portas[1], portas[0]),
+                      self.servidor(portas[2], portas[0], *extras)]
+        for porta in portas[1:]:
+            esperar_unido(porta)
+        procs = [lider] + seguidores
+        for proc in procs:
+            proc.marcar()
+        return procs, portas
+
+    def cliente(self, entrada):
+        """Cliente.py com a entrada dada já escrita no stdin (fecha no fim: EOF)."""
+        self.contagem += 1
+        proc = Processo(["Cliente.py"], self.pasta, "cliente%d" % self.contagem, entrada)
+        self.pilha.callback(proc.terminar)
+        return proc
+
+
+def esperar_unido(porta):
+    """Um seguidor está unido ao líder quando responde GET com GET_OK (não TRY_OTHER)."""
+    def unido():
+        try:
+            resposta = trocar(porta, {"tipo": "GET", "key": "__sonda__", "timestamp": 0}, 2)
+        except OSError:
+            return False
+        return resposta is not None and resposta.get("tipo") == Mensagem.GET_OK
+    esperar(unido, motivo="seguidor %d unir-se ao líder" % porta)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    with contextlib.ExitStack() as pilha:
+        yield Cluster(str(tmp_path), pilha)
+
+
+@pytest.fixture
+def cliente():
+    """Um Cliente (biblioteca) com prazo de resposta: nenhum teste espera para sempre."""
+    c = Cliente(prazo_resposta=PRAZO)
+    yield c
+    c.fechar()
+
+
+def enderecos(portas):
+    return [("127.0.0.1", p) for p in portas]
