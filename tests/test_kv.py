@@ -1,0 +1,406 @@
+"""O KV store de ponta a ponta: processos de verdade, sockets de verdade (SPEC seções 2 a 5 e 7)."""
+
+import re
+import socket
+import threading
+
+import pytest
+
+from conftest import (PRAZO, Cliente, Mensagem, enderecos, esperar, esperar_unido,
+                      porta_livre, trocar)
+
+# Perguntas do menu do cliente: tiradas do stdout para sobrar só as linhas da SPEC seção 3.
+PERGUNTAS = re.compile(r"^(?:INIT, PUT ou GET\? |IP do servidor \d \[[^\]]*\]: "
+                       r"|Porta do servidor \d \[\d+\]: |Key: |Value: )+")
+
+
+def linhas_do_cliente(proc):
+    linhas = [PERGUNTAS.sub("", linha) for linha in proc.saida().splitlines()]
+    return [linha for linha in linhas if linha]
+
+
+def init_digitado(portas):
+    """As respostas do INIT: Enter no IP (padrão 127.0.0.1) e a porta digitada."""
+    return "INIT\n" + "".join("\n%d\n" % p for p in portas)
+
+
+def esperar_fim(proc):
+    proc.popen.wait(PRAZO)
+    return proc.popen.returncode
+
+
+# ----------------------------------------------------------- linhas exatas
+
+
+def test_linhas_exatas_de_put_no_lider(cluster, cliente):
+    """[5c][5d][5e] PUT no líder: cada servidor imprime exatamente as linhas da SPEC seção 3."""
+    (lider, seg1, seg2), portas = cluster.tres()
+    cliente.inicializar(enderecos(portas))
+    resposta, servidor = cliente.put("chave", "valor 1", servidor=("127.0.0.1", portas[0]))
+    assert resposta.tipo == Mensagem.PUT_OK and resposta.timestamp == 1
+    eu = "127.0.0.1:%d" % cliente.conexoes[servidor][0].getsockname()[1]
+    assert lider.linhas() == ["Cliente %s PUT key:chave value:valor 1" % eu,
+                              "Enviando PUT_OK ao Cliente %s da key:chave ts:1" % eu]
+    # PUT_OK só depois do REPLICATION_OK de todos: a linha já está nos dois seguidores.
+    for seguidor in (seg1, seg2):
+        assert seguidor.linhas() == ["REPLICATION key:chave value:valor 1 ts:1"]
+
+
+def test_put_no_seguidor_e_encaminhado_com_endereco_do_cliente(cluster, cliente):
+    """[5c] PUT num seguidor: ele encaminha, e o líder imprime o endereço do próprio cliente."""
+    (lider, seg1, seg2), portas = cluster.tres()
+    cliente.inicializar(enderecos(portas))
+    resposta, servidor = cliente.put("k", "v", servidor=("127.0.0.1", portas[1]))
+    assert (resposta.tipo, resposta.key, resposta.value, resposta.timestamp) == \
+        (Mensagem.PUT_OK, "k", "v", 1)
+    eu = "127.0.0.1:%d" % cliente.conexoes[servidor][0].getsockname()[1]
+    assert seg1.linhas() == ["Encaminhando PUT key:k value:v", "REPLICATION key:k value:v ts:1"]
+    assert lider.linhas() == ["Cliente %s PUT key:k value:v" % eu,
+                              "Enviando PUT_OK ao Cliente %s da key:k ts:1" % eu]
+    assert seg2.linhas() == ["REPLICATION key:k value:v ts:1"]
+
+
+def test_linhas_exatas_de_get(cluster, cliente):
+    """[5f] GET: linha exata com valor, NULL e TRY_OTHER_SERVER_OR_LATER."""
+    (lider, seg1, _), portas = cluster.tres()
+    cliente.inicializar(enderecos(portas))
+    cliente.put("k", "v", servidor=("127.0.0.1", portas[0]))
+    lider.marcar()
+    seg1.marcar()
+    eu_lider = cliente.get("k", servidor=("127.0.0.1", portas[0]))
+    cliente.get("sumida", servidor=("127.0.0.1", portas[1]))
+    # Timestamp do cliente maior que o do servidor: TRY_OTHER (o cliente "viu o futuro").
+    resposta = trocar(portas[1], {"tipo": "GET", "key": "k", "timestamp": 7})
+    assert resposta == {"tipo": "TRY_OTHER_SERVER_OR_LATER", "key": "k", "timestamp": 1}
+    porta_cliente = cliente.conexoes[("127.0.0.1", portas[0])][0].getsockname()[1]
+    assert eu_lider[0].tipo == Mensagem.GET_OK
+    assert lider.linhas() == ["Cliente 127.0.0.1:%d GET key:k ts:1. Meu ts é 1, portanto "
+                              "devolvendo v" % porta_cliente]
+    linhas = seg1.linhas()
+    porta_cliente = cliente.conexoes[("127.0.0.1", portas[1])][0].getsockname()[1]
+    assert linhas[0] == ("Cliente 127.0.0.1:%d GET key:sumida ts:0. Meu ts é 0, portanto "
+                         "devolvendo NULL" % porta_cliente)
+    assert re.fullmatch(r"Cliente 127\.0\.0\.1:\d+ GET key:k ts:7\. Meu ts é 1, portanto "
+                        r"devolvendo TRY_OTHER_SERVER_OR_LATER", linhas[1])
+    assert len(linhas) == 2
+
+
+def test_linhas_exatas_do_menu_do_cliente(cluster):
+    """[4a][4b][4c] Menu pelo stdin: INIT, PUT e GET imprimem exatamente as linhas da SPEC."""
+    (lider, seg1, seg2), portas = cluster.tres()
+    entrada = init_digitado(portas) + "put\nk\nolá mundo\nGeT\nk\nGET\nnada\n"
+    proc = cluster.cliente(entrada)
+    assert esperar_fim(proc) == 0
+    linhas = linhas_do_cliente(proc)
+    assert len(linhas) == 3, proc.saida()
+    put = re.fullmatch(r"PUT_OK key: k value olá mundo timestamp 1 realizada no servidor "
+                       r"127\.0\.0\.1:(\d+)", linhas[0])
+    get = re.fullmatch(r"GET key: k value: olá mundo obtido do servidor 127\.0\.0\.1:(\d+), "
+                       r"meu timestamp 1 e do servidor 1", linhas[1])
+    nada = re.fullmatch(r"GET key: nada value: NULL obtido do servidor 127\.0\.0\.1:(\d+), "
+                        r"meu timestamp 0 e do servidor 0", linhas[2])
+    assert put and get and nada, linhas
+    for achado in (put, get, nada):
+        assert int(achado.group(1)) in portas
+    assert proc.erro() == ""
+
+
+# ------------------------------------------------------------ consistência
+
+
+def test_replication_chega_a_todos_antes_do_put_ok(cluster, cliente):
+    """[5e] Quando o PUT_OK chega, todos os seguidores já têm o valor (GET direto neles)."""
+    _, portas = cluster.tres()
+    cliente.inicializar(enderecos(portas))
+    for i in range(20):
+        resposta, _ = cliente.put("k%d" % (i % 3), "v%d" % i)
+        assert resposta.tipo == Mensagem.PUT_OK
+        for porta in portas:
+            lido = trocar(porta, {"tipo": "GET", "key": "k%d" % (i % 3),
+                                  "timestamp": resposta.timestamp})
+            assert lido == {"tipo": "GET_OK", "key": "k%d" % (i % 3), "value": "v%d" % i,
+                            "timestamp": resposta.timestamp}
+
+
+def test_um_contador_global_para_todas_as_keys(cluster, cliente):
+    """[5c] Timestamps vêm de um contador só: 1, 2, 3... em qualquer key e qualquer servidor."""
+    _, portas = cluster.tres()
+    cliente.inicializar(enderecos(portas))
+    vistos = [cliente.put(key, "x")[0].timestamp for key in ["a", "b", "a", "c", "b", "d"]]
+    assert vistos == [1, 2, 3, 4, 5, 6]
+    assert cliente.timestamps == {"a": 3, "b": 5, "c": 4, "d": 6}
+
+
+def test_regra_do_get(cluster, cliente):
+    """[5f] GET: S < T dá TRY_OTHER com S; senão GET_OK com o valor (null se não existe) e S."""
+    _, portas = cluster.tres()
+    cliente.inicializar(enderecos(portas))
+    cliente.put("k", "v1")
+    cliente.put("k", "v2")
+    for porta in portas:
+        assert trocar(porta, {"tipo": "GET", "key": "k", "timestamp": 2}) == \
+            {"tipo": "GET_OK", "key": "k", "value": "v2", "timestamp": 2}
+        assert trocar(porta, {"tipo": "GET", "key": "k", "timestamp": 0}) == \
+            {"tipo": "GET_OK", "key": "k", "value": "v2", "timestamp": 2}
+        assert trocar(porta, {"tipo": "GET", "key": "k", "timestamp": 3}) == \
+            {"tipo": "TRY_OTHER_SERVER_OR_LATER", "key": "k", "timestamp": 2}
+        assert trocar(porta, {"tipo": "GET", "key": "nova", "timestamp": 0}) == \
+            {"tipo": "GET_OK", "key": "nova", "value": None, "timestamp": 0}
+
+
+def test_seguidor_antes_do_lider_e_seguidor_atrasado_ficam_com_tudo(cluster, cliente):
+    """[5a] Ordem de partida livre: seguidor que sobe antes do líder e um que sobe depois
+    dos PUTs acabam com todos os dados."""
+    portas = [porta_livre() for _ in range(3)]
+    adiantado = cluster.servidor(portas[1], portas[0])
+    # Sem líder ainda: quem não se uniu devolve TRY_OTHER a todo GET.
+    assert trocar(portas[1], {"tipo": "GET", "key": "k", "timestamp": 0})["tipo"] == \
+        Mensagem.TRY_OTHER_SERVER_OR_LATER
+    cluster.servidor(portas[0], portas[0])
+    esperar_unido(portas[1])
+    cliente.inicializar(enderecos(portas[:2]))
+    esperados = {}
+    for i in range(30):
+        resposta, _ = cliente.put("k%d" % (i % 7), "valor %d" % i)
+        esperados["k%d" % (i % 7)] = ("valor %d" % i, resposta.timestamp)
+    atrasado = cluster.servidor(portas[2], portas[0])
+    esperar_unido(portas[2])
+    for porta in portas:
+        for key, (value, ts) in esperados.items():
+            assert trocar(porta, {"tipo": "GET", "key": key, "timestamp": ts}) == \
+                {"tipo": "GET_OK", "key": key, "value": value, "timestamp": ts}
+    # O atrasado recebeu tudo pelo snapshot do JOIN_OK: nenhuma REPLICATION impressa.
+    assert atrasado.linhas() == [] or all("GET key:" in l for l in atrasado.linhas())
+    assert adiantado.erro() == "" and atrasado.erro() == ""
+
+
+def test_seguidor_lento_mostra_try_other_e_nunca_valor_velho(cluster):
+    """[5f][4c] SPEC 6: com --atraso-replicacao, B recebe TRY_OTHER do seguidor lento de
+    verdade e nunca um valor mais velho que um que já viu."""
+    (_, _, lento), portas = cluster.tres(atraso=3)
+    a = Cliente(prazo_resposta=PRAZO)
+    b = Cliente(prazo_resposta=PRAZO)
+    a.inicializar(enderecos(portas))
+    b.inicializar(enderecos(portas))
+    a.put("k", "v1")
+    lento.esperar_linha("REPLICATION key:k value:v1 ts:1")
+    esperar(lambda: b.get("k", servidor=("127.0.0.1", portas[2]))[0].tipo == Mensagem.GET_OK,
+            motivo="seguidor lento aplicar v1")
+    # A faz o PUT de v2 numa thread (ele espera o seguidor lento); B lê enquanto isso.
+    feito = []
+    escritor = threading.Thread(target=lambda: feito.append(a.put("k", "v2")[0]))
+    escritor.start()
+    respostas = []
+    try:
+        def b_viu_try_other():
+            resposta, servidor = b.get("k")
+            respostas.append((resposta.tipo, resposta.value, resposta.timestamp, servidor[1]))
+            return resposta.tipo == Mensagem.TRY_OTHER_SERVER_OR_LATER
+        esperar(b_viu_try_other, motivo="B ver TRY_OTHER_SERVER_OR_LATER")
+    finally:
+        escritor.join(PRAZO)
+    assert feito and feito[0].tipo == Mensagem.PUT_OK and feito[0].timestamp == 2
+    tipo, _, ts, porta = respostas[-1]
+    assert (tipo, ts, porta) == (Mensagem.TRY_OTHER_SERVER_OR_LATER, 1, portas[2])
+    # Antes do TRY_OTHER, B leu v2 (ts 2) de um servidor rápido: o lento não pode dar v1.
+    assert ("GET_OK", "v2", 2) in [r[:3] for r in respostas]
+    # Cada GET_OK traz o valor escrito no seu ts, e o ts visto por B nunca desce.
+    lidos = [r[1:3] for r in respostas if r[0] == Mensagem.GET_OK]
+    assert set(lidos) <= {("v1", 1), ("v2", 2)}
+    assert [ts for _, ts in lidos] == sorted(ts for _, ts in lidos)
+    assert b.timestamps["k"] == 2
+    a.fechar()
+    b.fechar()
+
+
+# ------------------------------------------------------------- o menu
+
+
+def test_menu_opcao_errada_put_antes_do_init_e_key_vazia(cluster):
+    """[4a] Menu: opção desconhecida, PUT/GET antes do INIT e key vazia: uma linha cada, segue."""
+    proc = cluster.cliente("LIST\nPUT\nget\n" + init_digitado([porta_livre()] * 3) +
+                           "PUT\n\n")
+    assert esperar_fim(proc) == 0
+    assert proc.erro().splitlines() == ["Opção inválida: digite INIT, PUT ou GET.",
+                                        "Faça INIT antes de PUT.",
+                                        "Faça INIT antes de GET.",
+                                        "A key não pode ser vazia."]
+    assert linhas_do_cliente(proc) == []
+
+
+def test_menu_nenhum_servidor_responde(cluster):
+    """[4b] Sem servidor no ar: uma linha curta e o menu continua (o GET seguinte também)."""
+    proc = cluster.cliente(init_digitado([porta_livre()] * 3) + "PUT\nk\nv\nGET\nk\n")
+    assert esperar_fim(proc) == 0
+    assert proc.erro().splitlines() == ["Nenhum servidor respondeu; o PUT não foi feito.",
+                                        "Nenhum servidor respondeu ao GET."]
+
+
+def test_menu_fim_da_entrada_encerra_limpo(cluster):
+    """[4a] Fim da entrada (EOF) no meio de qualquer pergunta encerra com código 0."""
+    for entrada in ["", "INIT\n", "INIT\n\n", "PUT"]:
+        proc = cluster.cliente(entrada)
+        assert esperar_fim(proc) == 0
+        assert "Traceback" not in proc.erro()
+
+
+def test_menu_init_com_padroes(monkeypatch):
+    """[4a] INIT com Enter em tudo: 127.0.0.1 e portas 10097, 10098, 10099."""
+    respostas = iter(["INIT"] + [""] * 6)
+
+    def entrada(pergunta=""):
+        try:
+            return next(respostas)
+        except StopIteration:
+            raise EOFError
+    monkeypatch.setattr("builtins.input", entrada)
+    cliente = Cliente()
+    with pytest.raises(EOFError):
+        cliente.menu()
+    assert cliente.servidores == [("127.0.0.1", 10097), ("127.0.0.1", 10098),
+                                  ("127.0.0.1", 10099)]
+
+
+def test_menu_porta_invalida_no_init_e_perguntada_de_novo(cluster):
+    """[4a] INIT: porta inválida é dita numa linha e perguntada de novo."""
+    _, portas = cluster.tres()
+    entrada = "INIT\n\nabc\n%d\n\n%d\n\n99999\n%d\nGET\nk\n" % tuple(portas)
+    proc = cluster.cliente(entrada)
+    assert esperar_fim(proc) == 0
+    assert proc.erro().splitlines() == ["Porta inválida: use um número de 1 a 65535."] * 2
+    assert len(linhas_do_cliente(proc)) == 1
+
+
+# ------------------------------------------------------ a biblioteca (SPEC 7)
+
+
+def test_biblioteca_put_get_e_timestamps(cluster, cliente):
+    """[4b][4c] API: put/get devolvem (Mensagem, servidor); timestamps por key só sobem."""
+    _, portas = cluster.tres()
+    cliente.inicializar(enderecos(portas))
+    resposta, servidor = cliente.put("k", "v")
+    assert resposta.tipo == Mensagem.PUT_OK and servidor in enderecos(portas)
+    assert cliente.timestamps["k"] == 1
+    resposta, servidor = cliente.get("k", servidor=("127.0.0.1", portas[2]))
+    assert (resposta.tipo, resposta.value, servidor) == \
+        (Mensagem.GET_OK, "v", ("127.0.0.1", portas[2]))
+    cliente.put("outra", "x")
+    assert cliente.timestamps == {"k": 1, "outra": 2}
+    resposta, _ = cliente.get("k")
+    assert resposta.timestamp == 1 and cliente.timestamps["k"] == 1
+    # Valor vazio e valor com quebra de linha e acentos vão e voltam iguais.
+    for valor in ["", "linha 1\nlinha 2", "ação 日本 🚀"]:
+        cliente.put("t", valor)
+        assert cliente.get("t")[0].value == valor
+
+
+def test_biblioteca_pula_servidor_fora_do_ar(cluster, cliente):
+    """[4b][4c] Servidor que não responde é pulado; erro só se nenhum responde."""
+    (lider, _, _), portas = cluster.tres()
+    morto = porta_livre()
+    cliente.inicializar(enderecos([morto, portas[0]]))
+    for _ in range(10):
+        resposta, servidor = cliente.put("k", "v")
+        assert resposta.tipo == Mensagem.PUT_OK and servidor == ("127.0.0.1", portas[0])
+    cliente.inicializar(enderecos([morto]))
+    with pytest.raises(ConnectionError):
+        cliente.get("k")
+    with pytest.raises(ValueError):
+        cliente.put("", "v")
+
+
+def test_biblioteca_reconecta_quando_o_servidor_reinicia(cluster, cliente):
+    """[4c] Conexão persistente: se o servidor reinicia, o cliente reabre sem erro."""
+    porta = porta_livre()
+    lider = cluster.servidor(porta, porta)
+    cliente.inicializar(enderecos([porta]))
+    cliente.put("k", "v")
+    lider.terminar()
+    cluster.servidor(porta, porta)
+    resposta, _ = cliente.put("k", "v2")
+    assert resposta.tipo == Mensagem.PUT_OK
+
+
+# ----------------------------------------------- quem pode replicar (SPEC 4)
+
+
+@pytest.mark.parametrize("tipo", ["REPLICATION", "JOIN_OK"])
+def test_replication_de_cliente_e_recusada(cluster, cliente, tipo):
+    """[5d] REPLICATION ou JOIN_OK na porta de um servidor recebem ERRO e nada muda."""
+    (_, seg1, _), portas = cluster.tres()
+    cliente.inicializar(enderecos(portas))
+    cliente.put("k", "certo")
+    for porta in portas:
+        if tipo == "REPLICATION":
+            pedido = {"tipo": tipo, "key": "k", "value": "falso", "timestamp": 99}
+        else:
+            pedido = {"tipo": tipo, "dados": {"k": ["falso", 99]}, "timestamp": 99}
+        resposta = trocar(porta, pedido)
+        assert resposta["tipo"] == "ERRO" and resposta["value"]
+        assert trocar(porta, {"tipo": "GET", "key": "k", "timestamp": 0}) == \
+            {"tipo": "GET_OK", "key": "k", "value": "certo", "timestamp": 1}
+    assert not any(l.startswith("REPLICATION key:k value:falso") for l in seg1.linhas())
+
+
+def test_join_em_seguidor_e_recusado(cluster):
+    """[5a] JOIN mandado a um seguidor recebe ERRO dizendo quem é o líder."""
+    _, portas = cluster.tres()
+    resposta = trocar(portas[1], {"tipo": "JOIN", "origem": "127.0.0.1:1"})
+    assert resposta == {"tipo": "ERRO",
+                        "value": "este servidor é seguidor; o líder é 127.0.0.1:%d" % portas[0]}
+
+
+# ---------------------------------------------------- linha de comando
+
+
+def test_servidor_pergunta_com_padroes_e_repete_resposta_invalida(cluster, tmp_path):
+    """[5a] Sem argumentos, o servidor pergunta; Enter aceita o padrão, porta inválida ou em
+    uso é dita numa linha e perguntada de novo."""
+    from conftest import Processo
+    ocupada = socket.create_server(("127.0.0.1", 0))
+    em_uso = ocupada.getsockname()[1]
+    porta = porta_livre()
+    try:
+        entrada = "\nabc\n%d\n\n%d\n" % (em_uso, em_uso)
+        entrada += "\n%d\n\n%d\n" % (porta, porta)
+        proc = Processo(["Servidor.py"], str(tmp_path), "interativo", entrada)
+        cluster.pilha.callback(proc.terminar)
+
+        def pronto():
+            proc.exigir_vivo()
+            from conftest import aceita_conexao
+            return aceita_conexao(porta)
+        esperar(pronto, motivo="servidor interativo abrir a porta")
+    finally:
+        ocupada.close()
+    assert proc.erro().splitlines() == [
+        "Porta inválida: use um número de 1 a 65535.",
+        "Não foi possível abrir 127.0.0.1:%d: porta em uso." % em_uso]
+    assert proc.saida().count("Porta do líder [10097]: ") == 2
+    assert trocar(porta, {"tipo": "PUT", "key": "k", "value": "v"})["timestamp"] == 1
+
+
+@pytest.mark.parametrize("args, mensagem", [
+    (["127.0.0.1", "abc", "127.0.0.1", "1"], "Porta inválida: use um número de 1 a 65535."),
+    (["127.0.0.1", "1"], "Informe os quatro valores"),
+    (["--atraso-replicacao", "-3"], "Atraso inválido: use segundos de 0 a 3600."),
+    (["--depressa"], "Opção desconhecida: --depressa"),
+])
+def test_servidor_argumentos_invalidos_saem_com_codigo_2(tmp_path, args, mensagem):
+    """[5a] Argumentos inválidos: uma linha clara e código de saída 2."""
+    from conftest import Processo
+    proc = Processo(["Servidor.py"] + args, str(tmp_path), "args")
+    assert proc.popen.wait(PRAZO) == 2
+    assert proc.erro().startswith(mensagem)
+    assert "Traceback" not in proc.erro()
+
+
+def test_servidor_porta_em_uso_sai_com_codigo_2(tmp_path):
+    """[5a] Com argumentos, porta em uso: uma linha e código 2."""
+    from conftest import Processo
+    with socket.create_server(("127.0.0.1", 0)) as ocupada:
+        porta = ocupada.getsockname()[1]
+        proc = Processo(["Servidor.py", "127.0.0.1", str(porta), "127.0.0.1", str(porta)],
+                        str(tmp_path), "em-uso")
+        assert proc.popen.wait(PRAZO) == 2
+    assert proc.erro() == "Não foi possível abrir 127.0.0.1:%d: porta em uso.\n" % porta

@@ -1,0 +1,129 @@
+"""As regras da SPEC seção 1 lidas do código (AST) e a Mensagem sem rede."""
+
+import ast
+import io
+import os
+import sys
+
+import pytest
+
+from conftest import RAIZ, Mensagem
+
+ARQUIVOS = {"Servidor.py": "Servidor", "Cliente.py": "Cliente", "Mensagem.py": "Mensagem"}
+# Biblioteca padrão, e nada que faça parte do trabalho (socketserver, asyncio, http.server...).
+PERMITIDOS = {"socket", "threading", "json", "random", "sys", "time", "os", "errno", "select",
+              "collections", "Mensagem"}
+MARCADORES = {"Cliente.py": ["[4a]", "[4b]", "[4c]"],
+              "Servidor.py": ["[5a]", "[5b]", "[5c]", "[5d]", "[5e]", "[5f]", "[threads]"]}
+
+
+def arvore(nome):
+    with open(os.path.join(RAIZ, nome), encoding="utf-8") as f:
+        return ast.parse(f.read(), nome)
+
+
+@pytest.mark.parametrize("nome", sorted(ARQUIVOS))
+def test_uma_classe_por_arquivo_e_threads_aninhadas(nome):
+    """Só Servidor, Cliente e Mensagem no topo; classe aninhada só se for Thread."""
+    modulo = arvore(nome)
+    assert [n.name for n in modulo.body if isinstance(n, ast.ClassDef)] == [ARQUIVOS[nome]]
+    principal = next(n for n in modulo.body if isinstance(n, ast.ClassDef))
+    for no in ast.walk(principal):
+        if isinstance(no, ast.ClassDef) and no is not principal:
+            bases = [ast.dump(b) for b in no.bases]
+            assert bases == [ast.dump(ast.parse("threading.Thread", mode="eval").body)], no.name
+
+
+@pytest.mark.parametrize("nome", sorted(ARQUIVOS))
+def test_so_biblioteca_padrao_permitida(nome):
+    """Imports: só socket, threading, json e afins; nada de socketserver, asyncio etc."""
+    for no in ast.walk(arvore(nome)):
+        if isinstance(no, ast.Import):
+            modulos = [a.name for a in no.names]
+        elif isinstance(no, ast.ImportFrom):
+            modulos = [no.module]
+        else:
+            continue
+        for modulo in modulos:
+            assert modulo.split(".")[0] in PERMITIDOS, (nome, modulo)
+
+
+def test_servidor_tem_thread_por_conexao():
+    """[5b][threads] O Servidor aninha subclasses de Thread e inicia uma por conexão aceita."""
+    servidor = next(n for n in arvore("Servidor.py").body if isinstance(n, ast.ClassDef))
+    aninhadas = [n.name for n in servidor.body if isinstance(n, ast.ClassDef)]
+    assert "Conexao" in aninhadas and "CanalDoLider" in aninhadas
+
+
+@pytest.mark.parametrize("nome", sorted(MARCADORES))
+def test_marcadores_das_secoes_4_e_5(nome):
+    """Cada funcionalidade tem o seu marcador em comentário ([4a]..[4c], [5a]..[5f], [threads])."""
+    with open(os.path.join(RAIZ, nome), encoding="utf-8") as f:
+        comentarios = [l.strip() for l in f if l.strip().startswith("#")]
+    for marcador in MARCADORES[nome]:
+        assert any(c.startswith("# " + marcador) for c in comentarios), marcador
+
+
+@pytest.mark.parametrize("nome", sorted(ARQUIVOS))
+def test_compila_como_python_3_8(nome):
+    """Nada de sintaxe mais nova que o Python 3.8 (o professor usa 3.8)."""
+    with open(os.path.join(RAIZ, nome), encoding="utf-8") as f:
+        ast.parse(f.read(), nome, feature_version=(3, 8))
+
+
+# -------------------------------------------------------------- Mensagem
+
+
+@pytest.mark.parametrize("valor", ["simples", "", "duas\nlinhas\r\n", "ação, 日本語, 🚀",
+                                   "\"aspas\" e \\barras\\", None])
+def test_mensagem_ida_e_volta(valor):
+    """Uma linha JSON por mensagem: quebra de linha e acentos vão e voltam iguais."""
+    original = Mensagem(Mensagem.PUT_OK, key="chave ç", value=valor, timestamp=42)
+    linha = original.para_linha()
+    assert linha.endswith(b"\n") and linha.count(b"\n") == 1
+    volta = Mensagem.receber(io.BytesIO(linha))
+    assert (volta.tipo, volta.key, volta.value, volta.timestamp) == \
+        (Mensagem.PUT_OK, "chave ç", valor, 42)
+
+
+def test_mensagem_snapshot_e_origem():
+    """JOIN_OK leva dados key -> [value, ts]; PUT encaminhado leva origem."""
+    dados = {"a": ["1", 1], "b": [None, 2]}
+    volta = Mensagem.de_linha(Mensagem(Mensagem.JOIN_OK, dados=dados, timestamp=2).para_linha())
+    assert volta.dados == dados and volta.timestamp == 2
+    volta = Mensagem.de_linha(Mensagem(Mensagem.PUT, key="k", value="v",
+                                       origem="127.0.0.1:5000").para_linha())
+    assert volta.origem == "127.0.0.1:5000"
+
+
+@pytest.mark.parametrize("linha", [
+    b"nao e json\n", b"[1,2]\n", b"{}\n", b'{"tipo":"XYZ"}\n', b'{"tipo":"PUT","key":"k"}\n',
+    b'{"tipo":"PUT","key":1,"value":"v"}\n', b'{"tipo":"PUT","key":"","value":"v"}\n',
+    b'{"tipo":"GET","key":"k","timestamp":"1"}\n', b'{"tipo":"GET","key":"k","timestamp":-1}\n',
+    b'{"tipo":"GET","key":"k","timestamp":1e400}\n', b'{"tipo":"GET","key":"k","timestamp":true}\n',
+    b'{"tipo":"GET","key":"k","timestamp":99999999999999999999999}\n',
+    b'{"tipo":"GET","key":"k","timestamp":NaN}\n', b'{"tipo":"GET","key":"\\ud800","timestamp":0}\n',
+    b'{"tipo":"JOIN","origem":"sem porta"}\n', b'{"tipo":"JOIN_OK","dados":{"k":"v"},"timestamp":0}\n',
+    b'\xff\xfe{"tipo":"GET"}\n', b"[" * 100000 + b"\n",
+])
+def test_mensagem_invalida_levanta_value_error(linha):
+    """Entrada inválida vira ValueError (que o servidor transforma em ERRO)."""
+    with pytest.raises(ValueError):
+        Mensagem.receber(io.BytesIO(linha))
+
+
+def test_mensagem_ignora_campos_desconhecidos_e_linha_cortada():
+    """Campos a mais são ignorados; linha cortada pelo fim da conexão é fim (None)."""
+    volta = Mensagem.de_linha(b'{"tipo":"GET","key":"k","timestamp":0,"extra":[1]}\n')
+    assert (volta.tipo, volta.key, volta.timestamp) == ("GET", "k", 0)
+    assert Mensagem.receber(io.BytesIO(b'{"tipo":"GET"')) is None
+    assert Mensagem.receber(io.BytesIO(b"")) is None
+
+
+def test_mensagem_linha_gigante_e_descartada_inteira():
+    """Linha acima de 16 MiB: ValueError, e a próxima mensagem continua legível."""
+    arquivo = io.BytesIO(b"x" * (Mensagem.LIMITE_LINHA + 10) + b"\n" +
+                         b'{"tipo":"GET","key":"k","timestamp":0}\n')
+    with pytest.raises(ValueError):
+        Mensagem.receber(arquivo)
+    assert Mensagem.receber(arquivo).tipo == Mensagem.GET
