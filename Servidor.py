@@ -95,6 +95,8 @@ class Servidor:
                         break
                     try:
                         resposta = servidor.despachar(pedido, self)
+                    except OSError:
+                        raise  # rede: encerra esta conexão, como abaixo
                     except Exception as erro:  # defeito nosso: esta conexão não derruba o resto
                         servidor.avisar("Erro interno ao tratar %s: %r" % (pedido.tipo, erro))
                         resposta = Mensagem(Mensagem.ERRO, value="erro interno do servidor")
@@ -344,7 +346,10 @@ class Servidor:
             # Sob a trava de PUT: o snapshot inclui todo PUT já feito e precede as REPLICATIONs.
             # Só PUTs mudam a tabela do líder, e eles esperam esta trava: dá para ler sem cópia.
             resposta = Mensagem(Mensagem.JOIN_OK, dados=self.tabela, timestamp=self.contador)
+            # Com prazo: quem manda JOIN e não lê o snapshot não segura a trava de PUT.
+            conexao.sock.settimeout(Servidor.PRAZO_JOIN)
             resposta.enviar(conexao.sock)
+            conexao.sock.settimeout(None)
             conexao.origem = pedido.origem
             self.canais[pedido.origem] = conexao
         return None
