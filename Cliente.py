@@ -140,6 +140,8 @@ class Cliente:
         self.conexoes[servidor] = (sock, sock.makefile("rb"))
         return self.conexoes[servidor]
 
+    # [sem-threads] O cliente não cria threads: um pedido por vez, e a espera em fatias
+    # curtas de select() deixa Ctrl+C funcionar no Windows.
     def esperar_resposta(self, sock):
         """Espera a resposta em fatias curtas (a thread principal segue ouvindo Ctrl+C)."""
         limite = None if self.prazo_resposta is None else time.monotonic() + self.prazo_resposta

@@ -68,8 +68,6 @@ class Mensagem:
     @classmethod
     def de_linha(cls, linha):
         """Valida e converte uma linha recebida; entrada inválida levanta ValueError."""
-        if len(linha) > cls.LIMITE_LINHA:
-            raise ValueError("linha maior que 16 MiB")
         try:
             texto = linha.decode("utf-8")
         except UnicodeDecodeError:
@@ -102,15 +100,17 @@ class Mensagem:
         sock.sendall(self.para_linha())
 
     @classmethod
-    def receber(cls, arquivo):
+    def receber(cls, arquivo, limite=LIMITE_LINHA):
         """Lê uma mensagem de arquivo (socket.makefile("rb")); None quando a conexão terminou.
+
+        limite=None só para quem confia no outro lado: o snapshot do líder pode passar de 16 MiB.
 
         Linha inválida ou longa demais levanta ValueError (a linha inteira é consumida).
         Uma linha cortada pelo fim da conexão devolve None: o outro lado caiu no meio.
         """
-        linha = arquivo.readline(cls.LIMITE_LINHA + 1)
+        linha = arquivo.readline(-1 if limite is None else limite + 1)
         if not linha.endswith(b"\n"):
-            if len(linha) <= cls.LIMITE_LINHA:
+            if limite is None or len(linha) <= limite:
                 return None
             # Descarta o resto da linha em pedaços: a próxima mensagem continua legível.
             while not linha.endswith(b"\n"):

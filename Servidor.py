@@ -130,12 +130,13 @@ class Servidor:
                     sock.settimeout(Servidor.PRAZO_JOIN)
                     arquivo = sock.makefile("rb")
                     Mensagem(Mensagem.JOIN, origem=servidor.endereco).enviar(sock)
-                    servidor.aplicar_snapshot(Mensagem.receber(arquivo))
+                    # Sem limite de linha: só o líder fala aqui, e o snapshot passa de 16 MiB.
+                    servidor.aplicar_snapshot(Mensagem.receber(arquivo, limite=None))
                     avisado = None
                     # Daqui em diante o líder fala quando há PUT: espera sem prazo.
                     sock.settimeout(None)
                     while True:
-                        pedido = Mensagem.receber(arquivo)
+                        pedido = Mensagem.receber(arquivo, limite=None)
                         if pedido is None:
                             break
                         servidor.tratar_replicacao(pedido).enviar(sock)
@@ -296,18 +297,19 @@ class Servidor:
         self.escrever("Encaminhando PUT key:%s value:%s"
                       % (pedido.key, Servidor.mostrar(pedido.value)))
         pedido.origem = conexao.cliente
-        for tentativa in (1, 2):
-            try:
-                sock, arquivo = self.conexao_ao_lider(conexao)
-                pedido.enviar(sock)
-                resposta = Mensagem.receber(arquivo)
-            except (OSError, ValueError):
-                resposta = None
-            if resposta is not None:
-                return resposta
-            if conexao.encaminhamento is not None:
-                conexao.encaminhamento[0].close()
-                conexao.encaminhamento = None
+        try:
+            sock, arquivo = self.conexao_ao_lider(conexao)
+            pedido.enviar(sock)
+            resposta = Mensagem.receber(arquivo)
+        except (OSError, ValueError):
+            resposta = None
+        if resposta is not None:
+            return resposta
+        # Sem nova tentativa: se o líder fez o PUT e só a resposta se perdeu, repetir gravaria
+        # duas vezes. O cliente recebe ERRO e decide.
+        if conexao.encaminhamento is not None:
+            conexao.encaminhamento[0].close()
+            conexao.encaminhamento = None
         self.avisar("Líder %s indisponível: PUT key:%s não foi feito"
                     % (self.endereco_lider, pedido.key))
         return Mensagem(Mensagem.ERRO, value="líder %s indisponível" % self.endereco_lider)
@@ -329,6 +331,7 @@ class Servidor:
 
     # ---------------------------------------------------------- JOIN e canais
 
+    # [5a] JOIN no líder: manda o snapshot da tabela; a conexão vira o canal de replicação.
     def tratar_join(self, pedido, conexao):
         """Líder: manda o snapshot e faz desta conexão o canal de replicação do seguidor."""
         if not self.eh_lider:
@@ -413,8 +416,6 @@ class Servidor:
         """Seguidor, só no canal com o líder: aplica a REPLICATION e devolve REPLICATION_OK."""
         if pedido.tipo != Mensagem.REPLICATION:
             raise ValueError("o líder enviou %s no canal de replicação" % pedido.tipo)
-        self.escrever("REPLICATION key:%s value:%s ts:%d"
-                      % (pedido.key, Servidor.mostrar(pedido.value), pedido.timestamp))
         if self.atraso_replicacao > 0:
             # Atraso de demonstração (SPEC 6): deixa ver TRY_OTHER_SERVER_OR_LATER de verdade.
             self.parar.wait(self.atraso_replicacao)
@@ -423,6 +424,10 @@ class Servidor:
             if atual is None or atual[1] <= pedido.timestamp:
                 self.tabela[pedido.key] = (pedido.value, pedido.timestamp)
             self.contador = max(self.contador, pedido.timestamp)
+        # A linha sai quando a REPLICATION é aplicada: o console nunca mostra um ts que o
+        # servidor ainda não tem.
+        self.escrever("REPLICATION key:%s value:%s ts:%d"
+                      % (pedido.key, Servidor.mostrar(pedido.value), pedido.timestamp))
         return Mensagem(Mensagem.REPLICATION_OK, key=pedido.key, timestamp=pedido.timestamp)
 
     # ------------------------------------------------------------------- GET
