@@ -120,7 +120,7 @@ class Cliente:
         sock, arquivo = self.conexao(servidor)
         pedido.enviar(sock)
         self.esperar_resposta(sock)
-        resposta = Mensagem.receber(arquivo)
+        resposta = Mensagem.receber(arquivo, limite=Mensagem.LIMITE_RESPOSTA)
         if resposta is None:
             raise ConnectionError("o servidor fechou a conexão")
         return resposta

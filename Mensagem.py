@@ -34,6 +34,9 @@ class Mensagem:
 
     # Uma linha maior que isto é recusada (SPEC 5): protege a memória do servidor.
     LIMITE_LINHA = 16 * 1024 * 1024
+    # A resposta a um pedido legal leva o mesmo value mais tipo e timestamp (dezenas de bytes):
+    # quem lê respostas aceita esta folga, senão um PUT legal teria um PUT_OK ilegível.
+    LIMITE_RESPOSTA = LIMITE_LINHA + 1024
     # Timestamps cabem em 64 bits, como o zxid do ZooKeeper; acima disso é entrada inválida.
     MAIOR_TIMESTAMP = 2 ** 63 - 1
 

@@ -300,7 +300,7 @@ class Servidor:
         try:
             sock, arquivo = self.conexao_ao_lider(conexao)
             pedido.enviar(sock)
-            resposta = Mensagem.receber(arquivo)
+            resposta = Mensagem.receber(arquivo, limite=Mensagem.LIMITE_RESPOSTA)
         except (OSError, ValueError):
             resposta = None
         if resposta is not None:

@@ -1,0 +1,957 @@
+"""Robustez (issue #3): nada do que chega à porta, nem o que acontece aos pares, derruba,
+trava, perde ou altera dados de um servidor. Tudo com processos reais (fixture cluster).
+
+Os testes lentos (mais de ~3 s) têm logo acima um comentário "# Lento (~N s): por quê".
+"""
+
+import json
+import os
+import random
+import re
+import select
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import (PRAZO, RAIZ, SONDA, Processo, aceita_conexao, enderecos, esperar,
+                      esperar_unido, porta_livre)
+from Cliente import Cliente
+from Mensagem import Mensagem
+
+LIMITE = Mensagem.LIMITE_LINHA   # 16 MiB: a maior linha legal (SPEC 5)
+MIB = 1024 * 1024
+PARADA = 3.0     # um pedido que leva mais que isto em localhost travou: não é só lentidão
+CTRL_C = 2.0     # issue #3: Ctrl+C encerra o programa em até 2 s
+CARGA = 2.0      # duração de uma fase de carga (o único uso de sleep nestes testes)
+KEYS = ("k", "outra", "nunca")   # as keys de preparar(); "nunca" nunca é escrita
+TEM_PROC = os.path.isdir("/proc/self/task")
+
+so_posix = pytest.mark.skipif(os.name != "posix",
+                              reason="manda SIGINT e emula o Windows com SA_RESTART")
+so_com_proc = pytest.mark.skipif(not TEM_PROC, reason="conta threads e sockets por /proc")
+
+# Emula o Windows no Linux: com SA_RESTART, um accept()/recv()/read() bloqueado sem prazo é
+# retomado pelo kernel e não vê o Ctrl+C, como no Windows; só esperas com prazo (poll/select)
+# voltam com EINTR e deixam o KeyboardInterrupt subir. (Não pega lock.acquire() sem prazo.)
+COMO_NO_WINDOWS = ("import runpy, signal, sys; signal.siginterrupt(signal.SIGINT, False); "
+                   "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+# As únicas linhas que um servidor imprime em stdout (SPEC seção 3).
+LINHAS_DO_SERVIDOR = [re.compile(padrao) for padrao in (
+    r"Cliente \S+:\d+ PUT key:.* value:.*",
+    r"Encaminhando PUT key:.* value:.*",
+    r"REPLICATION key:.* value:.* ts:\d+",
+    r"Enviando PUT_OK ao Cliente \S+:\d+ da key:.* ts:\d+",
+    r"Cliente \S+:\d+ GET key:.* ts:\d+\. Meu ts é \d+, portanto devolvendo .*",
+)]
+
+
+# ---------------------------------------------------------------- rede crua
+
+def linha_de(objeto):
+    """Um pedido numa linha JSON, como o Cliente mandaria."""
+    return json.dumps(objeto).encode("utf-8") + b"\n"
+
+
+def conectar(porta):
+    """Conexão nova com prazo; devolve (socket, leitor de linhas sem limite de tamanho)."""
+    sock = socket.create_connection(("127.0.0.1", porta), timeout=PRAZO)
+    return sock, sock.makefile("rb")
+
+
+def ler_resposta(arquivo):
+    """A próxima resposta (dict) ou None se o servidor fechou; falha se ele ficar mudo."""
+    try:
+        linha = arquivo.readline()
+    except socket.timeout:
+        pytest.fail("o servidor não respondeu nem fechou a conexão em %.0f s" % PRAZO)
+    except ConnectionResetError:
+        return None
+    return json.loads(linha.decode("utf-8")) if linha else None
+
+
+def pedir(porta, dados):
+    """Numa conexão nova manda a linha (dict ou bytes) e devolve a resposta ou None (fechou)."""
+    sock, arquivo = conectar(porta)
+    with sock, arquivo:
+        try:
+            sock.sendall(dados if isinstance(dados, bytes) else linha_de(dados))
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+        return ler_resposta(arquivo)
+
+
+def estado(porta, keys):
+    """{key: (value, ts)} como o servidor responde a GETs com timestamp 0."""
+    resultado = {}
+    sock, arquivo = conectar(porta)
+    with sock, arquivo:
+        for key in keys:
+            sock.sendall(linha_de({"tipo": Mensagem.GET, "key": key, "timestamp": 0}))
+            resposta = ler_resposta(arquivo)
+            assert resposta is not None and resposta["tipo"] == Mensagem.GET_OK, \
+                "GET %s com timestamp 0 no servidor %d deu %r" % (key, porta, resposta)
+            resultado[key] = (resposta["value"], resposta["timestamp"])
+    return resultado
+
+
+def medir_gets(porta, vezes, esperado):
+    """Durações de GETs da key k, cada um numa conexão nova (um cliente que chega)."""
+    duracoes = []
+    for _ in range(vezes):
+        inicio = time.monotonic()
+        resposta = pedir(porta, {"tipo": Mensagem.GET, "key": "k", "timestamp": 0})
+        duracoes.append(time.monotonic() - inicio)
+        assert resposta is not None and (resposta["tipo"], resposta["value"]) == \
+            (Mensagem.GET_OK, esperado), "GET k no servidor %d deu %r" % (porta, resposta)
+    return duracoes
+
+
+def sondar(condicao, prazo=PRAZO):
+    """Como esperar(), mas devolve False no prazo: o assert seguinte mostra o que se viu."""
+    limite = time.monotonic() + prazo
+    while not condicao():
+        if time.monotonic() > limite:
+            return False
+        time.sleep(SONDA)
+    return True
+
+
+def fechar_tudo(conexoes):
+    for sock, arquivo in conexoes:
+        arquivo.close()
+        sock.close()
+
+
+# ------------------------------------------------------------- cenários
+
+def preparar(cluster):
+    """Três servidores com k (ts 1) e outra (ts 2) gravadas; devolve (procs, portas, antes)."""
+    procs, portas = cluster.tres()
+    resposta = pedir(portas[0], {"tipo": Mensagem.PUT, "key": "k", "value": "original"})
+    assert (resposta["tipo"], resposta["timestamp"]) == (Mensagem.PUT_OK, 1), resposta
+    resposta = pedir(portas[1], {"tipo": Mensagem.PUT, "key": "outra", "value": "ação ✓"})
+    assert (resposta["tipo"], resposta["timestamp"]) == (Mensagem.PUT_OK, 2), resposta
+    antes = estado(portas[0], KEYS)
+    for porta in portas[1:]:
+        assert estado(porta, KEYS) == antes, "seguidor %d sem os PUTs confirmados" % porta
+    for proc in procs:
+        proc.marcar()
+    return procs, portas, antes
+
+
+def exigir_inalterado(portas, antes):
+    """Nenhum servidor mudou nada e o contador do líder não andou."""
+    for porta in portas:
+        assert estado(porta, KEYS) == antes, "o servidor %d mudou os dados" % porta
+    maior = max(ts for _, ts in antes.values())
+    resposta = pedir(portas[0], {"tipo": Mensagem.PUT, "key": "k", "value": "depois"})
+    assert (resposta["tipo"], resposta["timestamp"]) == (Mensagem.PUT_OK, maior + 1), \
+        "o contador do líder andou sem PUT: %r" % resposta
+
+
+def exigir_sem_traceback(*procs):
+    for proc in procs:
+        erro = proc.erro()
+        assert "Traceback" not in erro, "%s imprimiu um traceback:\n%s" % (proc.nome, erro)
+
+
+def exigir_console_limpo(*procs):
+    """stderr vazio e stdout só com linhas da SPEC seção 3, em cada servidor."""
+    exigir_sem_traceback(*procs)
+    for proc in procs:
+        assert proc.erro() == "", "%s escreveu em stderr:\n%s" % (proc.nome, proc.erro())
+        estranhas = [linha for linha in proc.saida().splitlines()
+                     if not any(p.fullmatch(linha) for p in LINHAS_DO_SERVIDOR)]
+        assert not estranhas, "%s imprimiu linhas fora da SPEC: %r" % (proc.nome, estranhas[:5])
+
+
+def recursos(pid):
+    """(threads, descritores abertos) do processo, lidos de /proc."""
+    return (len(os.listdir("/proc/%d/task" % pid)), len(os.listdir("/proc/%d/fd" % pid)))
+
+
+def recursos_em_repouso(pid):
+    """(threads, fds) depois de dez leituras iguais seguidas: as sondas de prontidão acabaram."""
+    leituras = []
+
+    def parado():
+        leituras.append(recursos(pid))
+        return len(leituras) >= 10 and len(set(leituras[-10:])) == 1
+    esperar(parado, motivo="threads e sockets do processo %d pararem de mudar" % pid)
+    return leituras[-1]
+
+
+def servidor_como_no_windows(cluster, porta, porta_lider, *extras):
+    """Um Servidor.py em que só esperas com prazo veem o Ctrl+C (COMO_NO_WINDOWS)."""
+    cluster.contagem += 1
+    nome = "servidor%d-%d" % (cluster.contagem, porta)
+    args = ["-c", COMO_NO_WINDOWS, "Servidor.py", "127.0.0.1", str(porta), "127.0.0.1",
+            str(porta_lider)]
+    proc = Processo(args + list(extras), cluster.pasta, nome)
+    cluster.pilha.callback(proc.terminar)
+
+    def pronto():
+        proc.exigir_vivo()
+        return aceita_conexao(porta)
+    esperar(pronto, motivo="%s aceitar conexões" % nome)
+    return proc
+
+
+class ClienteNoConsole(Processo):
+    """Cliente.py com o stdin aberto: para no menu esperando a pessoa digitar."""
+
+    def __init__(self, cluster, nome, prefixo=()):
+        self.nome = nome
+        self.caminho_saida = os.path.join(cluster.pasta, nome + ".out")
+        self.caminho_erro = os.path.join(cluster.pasta, nome + ".err")
+        self.marca = 0
+        with open(self.caminho_saida, "wb") as saida, open(self.caminho_erro, "wb") as erro:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-u"] + list(prefixo) + ["Cliente.py"], cwd=RAIZ,
+                stdin=subprocess.PIPE, stdout=saida, stderr=erro)
+        cluster.pilha.callback(self.terminar)
+
+    def digitar(self, texto):
+        self.popen.stdin.write(texto.encode("utf-8"))
+        self.popen.stdin.flush()
+
+    def terminar(self):
+        try:
+            self.popen.stdin.close()
+        except OSError:
+            pass  # o cliente já saiu: o pipe está quebrado
+        Processo.terminar(self)
+
+
+def exigir_fim_com_ctrl_c(proc):
+    """SIGINT; o processo termina em até CTRL_C segundos, com código 0 e sem traceback."""
+    proc.interromper()
+    try:
+        codigo = proc.popen.wait(CTRL_C)
+    except subprocess.TimeoutExpired:
+        pytest.fail("%s ainda rodava %.0f s depois do Ctrl+C\nstderr:\n%s"
+                    % (proc.nome, CTRL_C, proc.erro()))
+    assert codigo == 0, "%s saiu com código %s\nstderr:\n%s" % (proc.nome, codigo, proc.erro())
+    exigir_sem_traceback(proc)
+
+
+# ------------------------------------------------------ 1. entrada hostil
+
+def _pedido(**campos):
+    return linha_de(campos)
+
+
+# Um exemplo de cada tipo de entrada hostil da SPEC seção 5 (a linha longa e a meia linha
+# têm testes próprios). Todas miram a key k, para que uma escrita indevida apareça.
+HOSTIS = [
+    ("nao_e_json", b"isto nao e JSON\n"),
+    ("linha_vazia", b"\n"),
+    ("json_lista", b'["PUT", "k", "hostil"]\n'),
+    ("json_texto", b'"PUT"\n'),
+    ("json_numero", b"42\n"),
+    ("json_null", b"null\n"),
+    ("json_com_bom", b'\xef\xbb\xbf{"tipo":"PUT","key":"k","value":"hostil"}\n'),
+    ("sem_tipo", _pedido(key="k", value="hostil")),
+    ("tipo_desconhecido", _pedido(tipo="DELETE", key="k")),
+    ("tipo_em_minusculas", _pedido(tipo="put", key="k", value="hostil")),
+    ("tipo_numero", _pedido(tipo=3, key="k", value="hostil")),
+    ("tipo_nulo", _pedido(tipo=None, key="k", value="hostil")),
+    ("put_sem_key", _pedido(tipo="PUT", value="hostil")),
+    ("put_sem_value", _pedido(tipo="PUT", key="k")),
+    ("key_numero", _pedido(tipo="PUT", key=7, value="hostil")),
+    ("key_nula", _pedido(tipo="PUT", key=None, value="hostil")),
+    ("key_lista", _pedido(tipo="GET", key=["k"], timestamp=0)),
+    ("value_numero", _pedido(tipo="PUT", key="k", value=5)),
+    ("value_objeto", _pedido(tipo="PUT", key="k", value={"v": "hostil"})),
+    ("get_sem_timestamp", _pedido(tipo="GET", key="k")),
+    ("timestamp_texto", _pedido(tipo="GET", key="k", timestamp="0")),
+    ("timestamp_negativo", _pedido(tipo="GET", key="k", timestamp=-1)),
+    ("timestamp_fracionario", _pedido(tipo="GET", key="k", timestamp=0.5)),
+    ("timestamp_booleano", _pedido(tipo="GET", key="k", timestamp=True)),
+    ("timestamp_acima_de_64_bits", _pedido(tipo="GET", key="k", timestamp=2 ** 64)),
+    ("timestamp_de_100_mil_digitos",
+     b'{"tipo":"GET","key":"k","timestamp":' + b"9" * 100000 + b"}\n"),
+    ("timestamp_1e400", b'{"tipo":"GET","key":"k","timestamp":1e400}\n'),
+    ("timestamp_nan", b'{"tipo":"GET","key":"k","timestamp":NaN}\n'),
+    ("utf8_invalido", b'{"tipo":"PUT","key":"k","value":"\xff\xfe\xc3"}\n'),
+    ("surrogate_solto", b'{"tipo":"PUT","key":"k","value":"\\ud800"}\n'),
+    ("lixo_binario", bytes(range(256)).replace(b"\n", b"") * 4 + b"\n"),
+    ("aninhado_100_mil_niveis",
+     b'{"tipo":"PUT","key":"k","value":' + b"[" * 100000 + b"]" * 100000 + b"}\n"),
+    ("origem_invalida", _pedido(tipo="PUT", key="k", value="hostil", origem="sem-porta")),
+    ("resposta_put_ok", _pedido(tipo="PUT_OK", key="k", value="hostil", timestamp=99)),
+    ("resposta_get_ok", _pedido(tipo="GET_OK", key="k", value="hostil", timestamp=99)),
+    ("resposta_try_other", _pedido(tipo="TRY_OTHER_SERVER_OR_LATER", key="k", timestamp=99)),
+    ("resposta_replication_ok", _pedido(tipo="REPLICATION_OK", key="k", timestamp=1)),
+    ("resposta_erro", _pedido(tipo="ERRO", value="hostil")),
+]
+
+
+@pytest.mark.parametrize("linha", [linha for _, linha in HOSTIS], ids=[nome for nome, _ in HOSTIS])
+def test_entrada_hostil_recebe_erro_e_nada_muda(cluster, linha):
+    """[5b] Entrada hostil: ERRO ou conexão fechada em todo servidor; nada muda nem é impresso."""
+    procs, portas, antes = preparar(cluster)
+    for porta in portas:
+        sock, arquivo = conectar(porta)
+        with sock, arquivo:
+            sock.sendall(linha)
+            resposta = ler_resposta(arquivo)
+            if resposta is not None:
+                assert resposta["tipo"] == Mensagem.ERRO, \
+                    "o servidor %d aceitou %r: %r" % (porta, linha[:80], resposta)
+                assert isinstance(resposta.get("value"), str) and resposta["value"], \
+                    "ERRO sem o motivo em value: %r" % resposta
+            for proc in procs:
+                assert proc.linhas() == [], "%s imprimiu por causa de entrada hostil" % proc.nome
+            if resposta is not None:
+                # Depois do ERRO a conexão segue servindo ou fecha; nunca fica muda.
+                sock.sendall(linha_de({"tipo": Mensagem.GET, "key": "k", "timestamp": 0}))
+                seguinte = ler_resposta(arquivo)
+                assert seguinte is None or seguinte["value"] == "original", seguinte
+        for proc in procs:
+            proc.marcar()
+    exigir_inalterado(portas, antes)
+    exigir_console_limpo(*procs)
+
+
+def test_linha_maior_que_16_mib_recebe_erro_e_nada_muda(cluster):
+    """[5b] Linha maior que 16 MiB recebe ERRO ou conexão fechada, e nada muda."""
+    procs, portas, antes = preparar(cluster)
+    prefixo = b'{"tipo":"PUT","key":"k","value":"'
+    linha = prefixo + b"x" * (LIMITE + MIB) + b'"}\n'
+    for porta in portas[:2]:
+        resposta = pedir(porta, linha)
+        assert resposta is None or resposta["tipo"] == Mensagem.ERRO, \
+            "o servidor %d aceitou uma linha de 17 MiB: %r" % (porta, str(resposta)[:200])
+    exigir_inalterado(portas, antes)
+    exigir_console_limpo(*procs)
+
+
+def test_conexao_que_cai_no_meio_do_pedido_nao_muda_nada(cluster):
+    """[5b] Conexão que cai no meio do pedido (FIN ou RST): nada gravado, impresso nem derrubado."""
+    procs, portas, antes = preparar(cluster)
+    meio = b'{"tipo":"PUT","key":"k","val'
+    sem_fim = linha_de({"tipo": Mensagem.PUT, "key": "k", "value": "hostil"})[:-1]  # sem o \n
+    for porta in portas:
+        for parte in (meio, sem_fim):
+            # FIN: a gente para de mandar; o servidor só pode fechar, sem gravar nem responder.
+            sock, arquivo = conectar(porta)
+            with sock, arquivo:
+                sock.sendall(parte)
+                sock.shutdown(socket.SHUT_WR)
+                assert ler_resposta(arquivo) is None, \
+                    "o servidor %d respondeu a meio pedido" % porta
+            # RST: a conexão some de vez, sem despedida.
+            sock = socket.create_connection(("127.0.0.1", porta), timeout=PRAZO)
+            sock.sendall(parte)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+    for proc in procs:
+        assert proc.linhas() == [], "%s imprimiu por causa de um pedido cortado" % proc.nome
+    exigir_inalterado(portas, antes)
+    exigir_console_limpo(*procs)
+
+
+# Lento (~10 s): espera o servidor desistir da linha incompleta (o prazo dele é de 10 s).
+def test_meia_linha_e_silencio_nao_prende_o_servidor(cluster):
+    """[5b] Meia linha e silêncio: os outros seguem atendidos; ela recebe ERRO ou é fechada."""
+    procs, portas, antes = preparar(cluster)
+    mudas = []
+    for porta in portas:
+        sock, arquivo = conectar(porta)
+        sock.sendall(b'{"tipo":"PUT","key":"k","value":"meia')
+        mudas.append((sock, arquivo))
+    try:
+        for porta in portas:
+            duracoes = medir_gets(porta, 10, "original")
+            assert max(duracoes) < PARADA, "GET travou com uma meia linha aberta: %r" % duracoes
+        for sock, arquivo in mudas:
+            # O prazo do leitor (PRAZO, 15 s) é maior que o do servidor para a linha (10 s).
+            resposta = ler_resposta(arquivo)
+            assert resposta is None or resposta["tipo"] == Mensagem.ERRO, resposta
+    finally:
+        fechar_tudo(mudas)
+    exigir_inalterado(portas, antes)
+    exigir_console_limpo(*procs)
+
+
+def test_entrada_hostil_nao_atrasa_os_outros_clientes(cluster):
+    """[5b] Sob uma enxurrada de entrada hostil, um cliente normal segue atendido na mesma velocidade."""
+    procs, portas, antes = preparar(cluster)
+    sem_ataque = medir_gets(portas[0], 30, "original")
+    parar = threading.Event()
+    erros = []
+    abertas = []
+    longa = b'{"tipo":"PUT","key":"k","value":"' + b"x" * (LIMITE + MIB) + b'"}\n'
+
+    def atacar(n):
+        i = n
+        try:
+            while not parar.is_set():
+                i += 1
+                porta = portas[i % len(portas)]
+                if n == 0:
+                    pedir(portas[0], longa)
+                elif n == 1 and len(abertas) < 30:
+                    sock, arquivo = conectar(porta)   # meia linha, e fica quieta até o fim
+                    sock.sendall(b'{"tipo":"GET","key":"k","time')
+                    abertas.append((sock, arquivo))
+                else:
+                    pedir(porta, HOSTIS[i % len(HOSTIS)][1])
+        except Exception as erro:  # o atacante não pode morrer calado
+            erros.append(repr(erro))
+
+    atacantes = [threading.Thread(target=atacar, args=(n,), daemon=True) for n in range(4)]
+    for atacante in atacantes:
+        atacante.start()
+    com_ataque = []
+    try:
+        fim = time.monotonic() + CARGA
+        while time.monotonic() < fim:
+            for porta in portas:
+                com_ataque += medir_gets(porta, 1, "original")
+    finally:
+        parar.set()
+        for atacante in atacantes:
+            atacante.join(PRAZO)
+        fechar_tudo(abertas)
+    assert not erros, "um atacante falhou: %r" % erros
+    assert max(com_ataque) < PARADA, "um GET travou sob ataque: %.1f s" % max(com_ataque)
+    mediana_sem, mediana_com = statistics.median(sem_ataque), statistics.median(com_ataque)
+    assert mediana_com <= 5 * mediana_sem + 0.05, \
+        "GET ficou lento sob ataque: mediana %.4f s contra %.4f s" % (mediana_com, mediana_sem)
+    exigir_inalterado(portas, antes)
+    exigir_console_limpo(*procs)
+
+
+def texto_variado(tamanho):
+    """Texto com o que costuma estragar no caminho: acentos, aspas, barras, controle, emoji."""
+    pedaco = 'ação "aspas" \\barra\\ \nnova linha\ttab \x00\x01\x1f \u2028 😀 日本語 '
+    return (pedaco * (tamanho // len(pedaco) + 1))[:tamanho]
+
+
+def test_valor_de_varios_mib_e_gravado_e_lido_intacto(cluster, cliente):
+    """[5c][5f] Um value legal de vários MiB é gravado via seguidor e lido intacto de todos."""
+    procs, portas = cluster.tres()
+    valor = texto_variado(4 * MIB)
+    tamanho = len(Mensagem(Mensagem.PUT, key="grande", value=valor).para_linha())
+    assert 4 * MIB < tamanho <= LIMITE - MIB, "o value do teste deve ser legal e de vários MiB"
+    cliente.inicializar(enderecos(portas))
+    resposta, _ = cliente.put("grande", valor, servidor=("127.0.0.1", portas[1]))
+    assert resposta.tipo == Mensagem.PUT_OK and resposta.value == valor
+    for porta in portas:
+        lida, _ = cliente.get("grande", servidor=("127.0.0.1", porta))
+        assert (lida.tipo, lida.timestamp) == (Mensagem.GET_OK, resposta.timestamp)
+        assert lida.value == valor, "o servidor %d devolveu o value alterado" % porta
+    exigir_sem_traceback(*procs)
+    for proc in procs:
+        assert proc.erro() == ""
+
+
+def test_put_de_linha_com_16_mib_e_replicado_ou_recusado_inteiro(cluster):
+    """[5c][5d] PUT numa linha de 16 MiB (legal): todos os servidores o têm, ou ERRO e nada muda."""
+    procs, portas, antes = preparar(cluster)
+    prefixo, sufixo = b'{"tipo":"PUT","key":"k","value":"', b'"}\n'
+    valor = "x" * (LIMITE - len(prefixo) - len(sufixo))
+    linha = prefixo + valor.encode("ascii") + sufixo
+    assert len(linha) == LIMITE
+    resposta = pedir(portas[0], linha)
+    assert resposta is not None, "o líder fechou a conexão em vez de responder a um PUT legal"
+    if resposta["tipo"] == Mensagem.ERRO:
+        exigir_inalterado(portas, antes)
+        return
+    assert resposta["tipo"] == Mensagem.PUT_OK, str(resposta)[:200]
+    esperado = {"k": (valor, resposta["timestamp"])}
+    for porta, proc in zip(portas, procs):
+        assert sondar(lambda: estado(porta, ["k"]) == esperado), (
+            "o líder confirmou o PUT de 16 MiB, mas o servidor %d não o tem: %r\nstderr: %s"
+            % (porta, str(estado(porta, ["k"]))[:80], proc.erro()))
+    exigir_sem_traceback(*procs)
+
+
+def test_cliente_grava_e_le_de_volta_um_value_no_limite_legal(cluster, cliente):
+    """[4b][4c] O Cliente grava e lê de cada servidor um value cujo PUT ocupa os 16 MiB legais."""
+    procs, portas = cluster.tres()
+    cliente.inicializar(enderecos(portas))
+    valor = "x" * (LIMITE - len(Mensagem(Mensagem.PUT, key="k", value="").para_linha()))
+    assert len(Mensagem(Mensagem.PUT, key="k", value=valor).para_linha()) == LIMITE
+    try:
+        resposta, _ = cliente.put("k", valor, servidor=("127.0.0.1", portas[0]))
+    except ConnectionError as erro:
+        resposta = erro
+    if isinstance(resposta, ConnectionError):
+        gravado = estado(portas[0], ["k"])["k"]
+        pytest.fail("o PUT de um value legal deu %r, mas o líder gravou %d caracteres com ts %d"
+                    % (resposta, len(gravado[0] or ""), gravado[1]))
+    if resposta.tipo == Mensagem.ERRO:   # recusar por inteiro também é honesto
+        for porta in portas:
+            assert estado(porta, ["k"]) == {"k": (None, 0)}, "ERRO, mas %d gravou" % porta
+        return
+    assert (resposta.tipo, resposta.value) == (Mensagem.PUT_OK, valor)
+    for porta in portas:
+        try:
+            lida, _ = cliente.get("k", servidor=("127.0.0.1", porta))
+        except ConnectionError as erro:
+            lida = erro
+        assert not isinstance(lida, ConnectionError), \
+            "GET do value legal no servidor %d deu %r" % (porta, lida)
+        assert (lida.tipo, lida.value, lida.timestamp) == (Mensagem.GET_OK, valor,
+                                                          resposta.timestamp), \
+            "o servidor %d devolveu outra coisa" % porta
+    exigir_sem_traceback(*procs)
+
+
+# ------------------------------------------- 2. ninguém escreve por fora do líder
+
+def test_replication_e_join_ok_na_porta_de_escuta_recebem_erro(cluster):
+    """[5d] REPLICATION e JOIN_OK na porta de escuta de qualquer servidor: ERRO, e nada muda."""
+    procs, portas, antes = preparar(cluster)
+    falsas = [
+        {"tipo": Mensagem.REPLICATION, "key": "k", "value": "falso", "timestamp": 1000},
+        {"tipo": Mensagem.REPLICATION, "key": "nunca", "value": "falso", "timestamp": 1},
+        {"tipo": Mensagem.JOIN_OK, "timestamp": 1000,
+         "dados": {"k": ["falso", 1000], "nunca": ["falso", 1]}},
+        {"tipo": Mensagem.JOIN_OK, "dados": {}, "timestamp": 0},   # apagaria a tabela
+    ]
+    for porta in portas:
+        sock, arquivo = conectar(porta)
+        with sock, arquivo:
+            # Um GET antes: uma conexão de cliente comum não vira canal de replicação.
+            sock.sendall(linha_de({"tipo": Mensagem.GET, "key": "k", "timestamp": 0}))
+            assert ler_resposta(arquivo)["tipo"] == Mensagem.GET_OK
+            for falsa in falsas:
+                sock.sendall(linha_de(falsa))
+                resposta = ler_resposta(arquivo)
+                assert resposta is not None and resposta["tipo"] == Mensagem.ERRO, \
+                    "o servidor %d não recusou %s com ERRO: %r" % (porta, falsa["tipo"], resposta)
+    for proc in procs:
+        assert not [linha for linha in proc.linhas() if linha.startswith("REPLICATION")], \
+            "%s aplicou uma REPLICATION de fora do canal" % proc.nome
+    exigir_inalterado(portas, antes)
+    exigir_console_limpo(*procs)
+
+
+def test_seguidor_sem_lider_nao_aceita_join_ok_de_ninguem(cluster):
+    """[5a] Seguidor ainda fora do líder recusa JOIN_OK na porta e segue sem dados até o líder vir."""
+    porta_lider, porta = porta_livre(), porta_livre()
+    seguidor = cluster.servidor(porta, porta_lider)
+    falso = {"tipo": Mensagem.JOIN_OK, "timestamp": 50, "dados": {"k": ["falso", 50]}}
+    resposta = pedir(porta, falso)
+    assert resposta is not None and resposta["tipo"] == Mensagem.ERRO, resposta
+    resposta = pedir(porta, {"tipo": Mensagem.GET, "key": "k", "timestamp": 0})
+    assert resposta["tipo"] == Mensagem.TRY_OTHER_SERVER_OR_LATER, \
+        "um JOIN_OK falso fez o seguidor se achar unido: %r" % resposta
+    lider = cluster.servidor(porta_lider, porta_lider)
+    esperar_unido(porta)
+    assert estado(porta, ["k"]) == {"k": (None, 0)}
+    exigir_console_limpo(seguidor, lider)
+
+
+# ------------------------------------------------------- 3. muitas conexões
+
+def test_200_conexoes_abertas_nao_atrasam_um_pedido_normal(cluster):
+    """[5b] Com 250 conexões abertas ao mesmo tempo (ociosas e pela metade), um GET segue rápido."""
+    porta = porta_livre()
+    lider = cluster.servidor(porta, porta)
+    assert pedir(porta, {"tipo": Mensagem.PUT, "key": "k", "value": "original"})["timestamp"] == 1
+    sem_conexoes = medir_gets(porta, 30, "original")
+    if TEM_PROC:
+        threads_antes = recursos_em_repouso(lider.popen.pid)[0]
+    conexoes = []
+    try:
+        for i in range(250):
+            sock, arquivo = conectar(porta)
+            conexoes.append((sock, arquivo))
+            if i % 5 == 0:
+                sock.sendall(b'{"tipo":"GET","key":"k","times')   # pela metade
+            elif i % 5 == 1:
+                sock.sendall(linha_de({"tipo": Mensagem.GET, "key": "k", "timestamp": 0}))
+                assert ler_resposta(arquivo)["value"] == "original"   # e depois fica ociosa
+        if TEM_PROC:
+            # Todas aceitas e com a sua thread antes de medir.
+            esperar(lambda: recursos(lider.popen.pid)[0] >= threads_antes + 250,
+                    motivo="o servidor aceitar as 250 conexões")
+        com_conexoes = []
+        fim = time.monotonic() + CARGA / 2   # fase de carga com todas abertas
+        while time.monotonic() < fim or len(com_conexoes) < 30:
+            com_conexoes += medir_gets(porta, 1, "original")
+        # As ociosas seguem vivas depois de toda a fase: cada uma ainda é atendida.
+        for sock, arquivo in conexoes[1::5]:
+            sock.sendall(linha_de({"tipo": Mensagem.GET, "key": "k", "timestamp": 0}))
+            assert ler_resposta(arquivo)["value"] == "original"
+    finally:
+        fechar_tudo(conexoes)
+    mediana_sem, mediana_com = statistics.median(sem_conexoes), statistics.median(com_conexoes)
+    assert mediana_com <= 5 * mediana_sem + 0.05, \
+        "GET ficou lento com 250 conexões: mediana %.4f s contra %.4f s" \
+        % (mediana_com, mediana_sem)
+    exigir_console_limpo(lider)
+
+
+def _conexao_curta(porta_lider, porta_seguidor, n):
+    """Uma conexão curta de um de seis jeitos (n escolhe), sempre fechada no fim."""
+    jeito = n % 6
+    # PUTs vão ao seguidor (abrem encaminhamento ao líder); o resto alterna os dois.
+    porta = porta_seguidor if jeito in (1, 2) or (n // 6) % 2 else porta_lider
+    key = "k%d" % (n % 7)
+    sock = socket.create_connection(("127.0.0.1", porta), timeout=PRAZO)
+    try:
+        if jeito == 0:      # GET e fecha
+            sock.sendall(linha_de({"tipo": Mensagem.GET, "key": key, "timestamp": 0}))
+            sock.recv(65536)
+        elif jeito == 1:    # PUT e fecha
+            sock.sendall(linha_de({"tipo": Mensagem.PUT, "key": key, "value": str(n)}))
+            sock.recv(65536)
+        elif jeito == 2:    # PUT e fecha sem esperar a resposta
+            sock.sendall(linha_de({"tipo": Mensagem.PUT, "key": key, "value": str(n)}))
+        elif jeito == 3:    # meia linha e fecha
+            sock.sendall(b'{"tipo":"PUT","ke')
+        elif jeito == 4:    # lixo (ERRO) e fecha sem ler
+            sock.sendall(b"lixo\n")
+        else:               # RST no meio de um pedido
+            sock.sendall(b'{"tipo":"GET"')
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        sock.close()
+
+
+@so_com_proc
+def test_milhares_de_conexoes_curtas_nao_vazam_threads_nem_sockets(cluster):
+    """[5b] Após 2400 conexões curtas (normais, cortadas, RST) cada servidor volta às threads e fds."""
+    procs, portas = cluster.tres()
+    antes = [recursos_em_repouso(proc.popen.pid) for proc in procs]
+    erros = []
+
+    def rajada(inicio):
+        try:
+            for n in range(inicio, 2400, 8):
+                _conexao_curta(portas[0], portas[1], n)
+        except Exception as erro:
+            erros.append(repr(erro))
+
+    rajadas = [threading.Thread(target=rajada, args=(i,), daemon=True) for i in range(8)]
+    for thread in rajadas:
+        thread.start()
+    for thread in rajadas:
+        thread.join(PRAZO * 4)
+    assert not any(thread.is_alive() for thread in rajadas), "as conexões curtas travaram"
+    assert not erros, "conexões curtas falharam: %r" % erros[:3]
+    for proc, base in zip(procs, antes):
+        pid = proc.popen.pid
+        proc.exigir_vivo()
+        assert sondar(lambda: recursos(pid) == base), \
+            "%s vazou: (threads, fds) eram %r e ficaram %r" % (proc.nome, base, recursos(pid))
+    exigir_console_limpo(*procs)
+
+
+# ----------------------------------------------- 4. seguidor morre e volta
+
+# Lento (~5 s): três fases de carga (antes da morte, com o seguidor morto, com ele de volta).
+def test_seguidor_morre_sob_carga_e_volta_com_os_dados_do_lider(cluster):
+    """[5e][5a] Seguidor morto sob carga: PUTs seguem sem parar; reiniciado, fica igual ao líder."""
+    procs, portas = cluster.tres()
+    lider, seguidor, vitima = procs
+    # "fixa" só é escrita antes da morte: o seguidor reiniciado só a tem pelo snapshot.
+    assert pedir(portas[0], {"tipo": Mensagem.PUT, "key": "fixa", "value": "v"})["timestamp"] == 1
+    keys = ["k%d" % i for i in range(8)]
+    parar = threading.Event()
+    registros = []   # (início, duração, tipo da resposta)
+    erros = []
+
+    def escrever(n):
+        c = Cliente(prazo_resposta=PRAZO)
+        c.inicializar(enderecos(portas[:2]))   # líder e o seguidor que sobrevive
+        i = 0
+        try:
+            while not parar.is_set():
+                inicio = time.monotonic()
+                resposta, _ = c.put(random.choice(keys), "w%d-%d" % (n, i))
+                registros.append((inicio, time.monotonic() - inicio, resposta.tipo))
+                i += 1
+        except Exception as erro:
+            erros.append(repr(erro))
+        finally:
+            c.fechar()
+
+    escritores = [threading.Thread(target=escrever, args=(n,), daemon=True) for n in range(4)]
+    for escritor in escritores:
+        escritor.start()
+    try:
+        time.sleep(CARGA / 2)
+        morte = time.monotonic()
+        vitima.matar()
+        time.sleep(CARGA)
+        de_volta = cluster.servidor(portas[2], portas[0])
+        esperar_unido(portas[2])
+        time.sleep(CARGA / 2)
+    finally:
+        parar.set()
+        for escritor in escritores:
+            escritor.join(PRAZO)
+    assert not erros, "um escritor falhou: %r" % erros
+    depois = [r for r in registros if r[0] >= morte]
+    assert len(depois) >= 20, "quase nenhum PUT depois da morte do seguidor: %d" % len(depois)
+    assert all(tipo == Mensagem.PUT_OK for _, _, tipo in registros)
+    pior = max(duracao for _, duracao, _ in depois)
+    assert pior < PARADA, "um PUT parou %.1f s com o seguidor morto" % pior
+    todas = keys + ["fixa", "nunca"]
+    esperado = estado(portas[0], todas)
+    assert esperado["fixa"] == ("v", 1) and esperado["nunca"] == (None, 0)
+    for porta in portas[1:]:
+        assert estado(porta, todas) == esperado, "o servidor %d não ficou igual ao líder" % porta
+    exigir_console_limpo(lider, seguidor, de_volta)
+
+
+def test_ordem_de_partida_nao_importa(cluster):
+    """[5a] Seguidor ligado antes do líder espera calado, outro ligado depois recebe tudo: iguais."""
+    portas = [porta_livre() for _ in range(3)]
+    cedo = cluster.servidor(portas[1], portas[0])
+    fim = time.monotonic() + CARGA / 2   # fase sem líder: o seguidor tenta várias vezes
+    while time.monotonic() < fim:
+        resposta = pedir(portas[1], {"tipo": Mensagem.GET, "key": "k", "timestamp": 0})
+        assert resposta["tipo"] == Mensagem.TRY_OTHER_SERVER_OR_LATER, resposta
+        time.sleep(0.1)
+    lider = cluster.servidor(portas[0], portas[0])
+    esperar_unido(portas[1])
+    assert pedir(portas[1], {"tipo": Mensagem.PUT, "key": "k", "value": "v1"})["timestamp"] == 1
+    assert pedir(portas[0], {"tipo": Mensagem.PUT, "key": "outra", "value": "v2"})["timestamp"] == 2
+    tarde = cluster.servidor(portas[2], portas[0])
+    esperar_unido(portas[2])
+    esperado = {"k": ("v1", 1), "outra": ("v2", 2), "nunca": (None, 0)}
+    for porta in portas:
+        assert estado(porta, KEYS) == esperado, "o servidor %d ficou diferente" % porta
+    exigir_console_limpo(cedo, lider, tarde)
+
+
+def test_seguidor_reiniciado_volta_mesmo_com_mais_de_16_mib_guardados(cluster):
+    """[5a] Seguidor reiniciado volta e fica igual ao líder mesmo com mais de 16 MiB na tabela."""
+    procs, portas = cluster.tres()
+    keys = ["grande%d" % i for i in range(3)]
+    for i, key in enumerate(keys):   # cada value é legal (6 MiB); juntos passam de 16 MiB
+        resposta = pedir(portas[0], {"tipo": Mensagem.PUT, "key": key, "value": str(i) * 6 * MIB})
+        assert resposta["tipo"] == Mensagem.PUT_OK
+    procs[2].matar()
+    de_volta = cluster.servidor(portas[2], portas[0])
+    esperado = estado(portas[0], keys)
+
+    def igual_ao_lider():
+        resposta = pedir(portas[2], {"tipo": Mensagem.GET, "key": "__sonda__", "timestamp": 0})
+        return resposta["tipo"] == Mensagem.GET_OK and estado(portas[2], keys) == esperado
+    assert sondar(igual_ao_lider), \
+        "o seguidor reiniciado não voltou ao líder\nstderr dele: %s" % de_volta.erro()
+    exigir_sem_traceback(procs[0], procs[1], de_volta)
+
+
+# --------------------------------------------------------- 5. o líder morre
+
+def test_lider_morre_e_seguidores_seguem_respondendo_get(cluster):
+    """[5f] Líder morto: seguidores não caem, respondem GET pela regra e tentam voltar calados."""
+    procs, portas, antes = preparar(cluster)
+    lider, seguidores = procs[0], procs[1:]
+    lider.matar()
+    fim = time.monotonic() + CARGA   # fase sem líder: várias tentativas de JOIN acontecem
+    while time.monotonic() < fim:
+        for porta in portas[1:]:
+            assert estado(porta, KEYS) == antes, "o seguidor %d perdeu dados" % porta
+            resposta = pedir(porta, {"tipo": Mensagem.GET, "key": "k", "timestamp": 5})
+            assert (resposta["tipo"], resposta["timestamp"]) == \
+                (Mensagem.TRY_OTHER_SERVER_OR_LATER, antes["k"][1]), resposta
+        time.sleep(0.1)
+    for proc in seguidores:
+        proc.exigir_vivo()
+    exigir_console_limpo(*seguidores)
+
+
+def test_seguidores_voltam_ao_lider_reiniciado(cluster):
+    """[5a] Líder reiniciado na mesma porta: os seguidores, que tentavam calados, voltam a replicar."""
+    procs, portas, _ = preparar(cluster)
+    procs[0].matar()
+    novo = cluster.servidor(portas[0], portas[0])
+    resposta = pedir(portas[0], {"tipo": Mensagem.PUT, "key": "k", "value": "do novo líder"})
+    assert resposta["tipo"] == Mensagem.PUT_OK
+    esperado = {"k": ("do novo líder", resposta["timestamp"])}
+    for porta in portas[1:]:
+        assert sondar(lambda: estado(porta, ["k"]) == esperado), \
+            "o seguidor %d não voltou ao líder: %r" % (porta, estado(porta, ["k"]))
+    exigir_console_limpo(novo, *procs[1:])
+
+
+def test_seguidor_sem_lider_recusa_put_com_uma_linha_curta(cluster):
+    """[5c] PUT num seguidor sem líder: ERRO ao cliente, uma linha curta no seguidor, e ele segue."""
+    procs, portas, antes = preparar(cluster)
+    seguidor = procs[1]
+    procs[0].matar()
+    for vez in (1, 2):
+        resposta = pedir(portas[1], {"tipo": Mensagem.PUT, "key": "k", "value": "perdido"})
+        assert resposta is not None and resposta["tipo"] == Mensagem.ERRO, resposta
+        linhas = seguidor.erro().splitlines()
+        assert len(linhas) == vez, "esperava uma linha de erro por PUT: %r" % linhas
+        assert 0 < len(linhas[-1]) <= 100, "linha de erro longa demais: %r" % linhas[-1]
+    exigir_sem_traceback(seguidor)
+    assert estado(portas[1], KEYS) == antes, "o seguidor perdeu dados"
+
+
+# ------------------------------------------- 6. consistência sob concorrência
+
+# Lento (~5 s): a fase de carga dura alguns segundos, com um seguidor atrasado.
+def test_consistencia_sob_concorrencia(cluster):
+    """[5e][5f][4c] 12 clientes ao acaso: ts únicos, value certo, sem voltar no tempo, convergem."""
+    procs, portas = cluster.tres(atraso=0.05)
+    keys = ("a", "b", "c")
+    fim = time.monotonic() + 2 * CARGA
+    historicos = {}   # cliente -> [(op, key, enviado, tipo, value, ts)]
+    erros = []
+
+    def trabalhar(n):
+        c = Cliente(prazo_resposta=PRAZO)
+        c.inicializar(enderecos(portas))
+        sorteio = random.Random(n)
+        meu = historicos[n] = []
+        try:
+            while time.monotonic() < fim:
+                key = sorteio.choice(keys)
+                if sorteio.random() < 0.4:
+                    valor = "c%d-%d" % (n, len(meu))
+                    resposta, _ = c.put(key, valor)
+                    meu.append(("PUT", key, valor, resposta.tipo, resposta.value,
+                                resposta.timestamp))
+                else:
+                    enviado = c.timestamps.get(key, 0)
+                    resposta, _ = c.get(key)
+                    meu.append(("GET", key, enviado, resposta.tipo, resposta.value,
+                                resposta.timestamp))
+        except Exception as erro:
+            erros.append(repr(erro))
+        finally:
+            c.fechar()
+
+    clientes = [threading.Thread(target=trabalhar, args=(n,), daemon=True) for n in range(12)]
+    for thread in clientes:
+        thread.start()
+    for thread in clientes:
+        thread.join(2 * CARGA + PRAZO)
+    assert not any(thread.is_alive() for thread in clientes), "um cliente travou"
+    assert not erros, "um cliente falhou: %r" % erros
+
+    # Cada PUT_OK tem um timestamp que nenhum outro PUT recebeu.
+    escrito = {}   # ts -> (key, value)
+    for historico in historicos.values():
+        for op, key, valor, tipo, devolvido, ts in historico:
+            if op == "PUT":
+                assert (tipo, devolvido) == (Mensagem.PUT_OK, valor), (op, key, valor, tipo)
+                assert ts not in escrito, \
+                    "ts %d dado a dois PUTs: %r e %r" % (ts, escrito.get(ts), (key, valor))
+                escrito[ts] = (key, valor)
+    assert len(escrito) >= 12, "poucos PUTs para o teste dizer algo: %d" % len(escrito)
+
+    for n, historico in historicos.items():
+        visto = {}   # o maior ts que este cliente já viu por key
+        for op, key, enviado, tipo, valor, ts in historico:
+            if op == "GET" and tipo == Mensagem.GET_OK:
+                # O value é o que foi escrito naquele ts (NULL no 0).
+                assert (key, valor) == escrito.get(ts, (key, None) if ts == 0 else None), \
+                    "cliente %d: GET_OK %s=%r ts %d não é o que foi escrito" % (n, key, valor, ts)
+                # Nunca mais velho que algo já visto.
+                assert ts >= visto.get(key, 0) and ts >= enviado, \
+                    "cliente %d voltou no tempo em %s: ts %d depois de %d" \
+                    % (n, key, ts, visto.get(key, 0))
+            elif op == "GET":
+                assert tipo == Mensagem.TRY_OTHER_SERVER_OR_LATER and ts < enviado, \
+                    "cliente %d: %s com ts %d para um pedido com ts %d" % (n, tipo, ts, enviado)
+            if tipo in (Mensagem.PUT_OK, Mensagem.GET_OK):
+                visto[key] = max(visto.get(key, 0), ts)
+
+    ultimo = {key: (None, 0) for key in keys}
+    for ts, (key, valor) in escrito.items():
+        if ts > ultimo[key][1]:
+            ultimo[key] = (valor, ts)
+    for porta in portas:
+        assert estado(porta, keys) == ultimo, "o servidor %d não convergiu" % porta
+    exigir_console_limpo(*procs)
+
+
+# ------------------------------------------------------------- 7. Ctrl+C
+
+def esperar_put_no_lider(lider, key, valor):
+    """O líder imprimiu o PUT: ele já está replicando (e esperando os REPLICATION_OK)."""
+    fim_da_linha = " PUT key:%s value:%s" % (key, valor)
+    esperar(lambda: any(linha.endswith(fim_da_linha) for linha in lider.linhas()),
+            motivo="%s receber o PUT de %s" % (lider.nome, key))
+
+
+def exigir_put_pendente(sock):
+    """Meio segundo sem resposta: o PUT espera o seguidor que dorme na replicação."""
+    assert not select.select([sock], [], [], 0.5)[0], "o PUT terminou sem esperar o seguidor lento"
+
+
+@so_posix
+def test_ctrl_c_no_lider_com_clientes_e_seguidor_dormindo(cluster):
+    """[5b] Ctrl+C no líder com clientes e um seguidor dormindo na replicação: fim em até 2 s."""
+    portas = [porta_livre() for _ in range(3)]
+    lider = servidor_como_no_windows(cluster, portas[0], portas[0])
+    cluster.servidor(portas[1], portas[0])
+    cluster.servidor(portas[2], portas[0], "--atraso-replicacao", "30")
+    for porta in portas[1:]:
+        esperar_unido(porta)
+    conexoes = [conectar(portas[0]) for _ in range(5)]
+    try:
+        conexoes[0][0].sendall(b'{"tipo":"GET","key"')                      # pela metade
+        conexoes[1][0].sendall(linha_de({"tipo": Mensagem.PUT, "key": "k", "value": "v"}))
+        esperar_put_no_lider(lider, "k", "v")
+        exigir_put_pendente(conexoes[1][0])
+        exigir_fim_com_ctrl_c(lider)
+    finally:
+        fechar_tudo(conexoes)
+    exigir_console_limpo(lider)
+
+
+@so_posix
+def test_ctrl_c_no_seguidor_dormindo_numa_replicacao(cluster):
+    """[5d] Ctrl+C no seguidor dormindo numa replicação, com clientes conectados: fim em até 2 s."""
+    portas = [porta_livre() for _ in range(2)]
+    lider = cluster.servidor(portas[0], portas[0])
+    lento = servidor_como_no_windows(cluster, portas[1], portas[0], "--atraso-replicacao", "30")
+    esperar_unido(portas[1])
+    conexoes = [conectar(portas[1]) for _ in range(3)]
+    put = conectar(portas[0])
+    try:
+        put[0].sendall(linha_de({"tipo": Mensagem.PUT, "key": "k", "value": "v"}))
+        esperar_put_no_lider(lider, "k", "v")
+        exigir_put_pendente(put[0])
+        exigir_fim_com_ctrl_c(lento)
+        # O líder larga o canal morto e confirma o PUT.
+        assert ler_resposta(put[1])["tipo"] == Mensagem.PUT_OK
+    finally:
+        fechar_tudo(conexoes + [put])
+    exigir_console_limpo(lento, lider)
+
+
+@so_posix
+def test_ctrl_c_no_cliente_no_menu(cluster):
+    """[4a] Ctrl+C no cliente parado no menu encerra em até 2 s, com código 0 e sem traceback."""
+    cliente = ClienteNoConsole(cluster, "cliente-menu")
+    cliente.digitar("INIT\n" + "\n%d\n" % porta_livre() * 3)
+    esperar(lambda: cliente.saida().count(Cliente.MENU) >= 2, motivo="o cliente voltar ao menu")
+    exigir_fim_com_ctrl_c(cliente)
+    assert cliente.erro() == ""
+
+
+@so_posix
+def test_ctrl_c_no_cliente_esperando_um_put(cluster):
+    """[4b] Ctrl+C no cliente que espera o PUT_OK de um seguidor lento encerra em até 2 s."""
+    portas = [porta_livre() for _ in range(2)]
+    lider = cluster.servidor(portas[0], portas[0])
+    cluster.servidor(portas[1], portas[0], "--atraso-replicacao", "30")
+    esperar_unido(portas[1])
+    cliente = ClienteNoConsole(cluster, "cliente-put", ["-c", COMO_NO_WINDOWS])
+    cliente.digitar("INIT\n" + "\n%d\n" % portas[0] * 3 + "PUT\nk\nv\n")
+    esperar_put_no_lider(lider, "k", "v")   # o cliente mandou e espera a resposta
+    exigir_fim_com_ctrl_c(cliente)
+    assert cliente.erro() == "" and "PUT_OK" not in cliente.saida()
