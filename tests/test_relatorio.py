@@ -1,0 +1,249 @@
+"""O relatório (relatorio/): as citações de linhas batem com o código, o ZIP de entrega e a demo."""
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from conftest import RAIZ
+
+PASTA = os.path.join(RAIZ, "relatorio")
+GERAR = os.path.join(PASTA, "gerar.py")
+PDF = os.path.join(PASTA, "RA.pdf")
+FONTES = ("Servidor.py", "Cliente.py", "Mensagem.py")
+PRAZO_GERAR = 120.0   # ler o PDF com pypdf leva poucos segundos; isto é só o teto
+
+
+def carregar(nome, caminho):
+    """Importa relatorio/gerar.py ou relatorio/demo.py (não são pacotes)."""
+    especificacao = importlib.util.spec_from_file_location(nome, caminho)
+    modulo = importlib.util.module_from_spec(especificacao)
+    especificacao.loader.exec_module(modulo)
+    return modulo
+
+
+gerar = carregar("gerar", GERAR)
+demo = carregar("demo", os.path.join(PASTA, "demo.py"))
+
+
+def rodar(*argumentos, script=GERAR):
+    """Roda gerar.py como a pessoa rodaria; devolve o processo terminado."""
+    ambiente = dict(os.environ, PYTHONIOENCODING="utf-8")
+    return subprocess.run([sys.executable, script] + list(argumentos), cwd=RAIZ,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ambiente,
+                          universal_newlines=True, encoding="utf-8", timeout=PRAZO_GERAR)
+
+
+def copia(destino):
+    """Uma cópia do projeto (os três .py e o relatório com o PDF commitado) para estragar."""
+    os.makedirs(os.path.join(destino, "relatorio"))
+    for fonte in FONTES:
+        shutil.copy(os.path.join(RAIZ, fonte), os.path.join(destino, fonte))
+    for arquivo in ("gerar.py", "relatorio.md", "RA.pdf"):
+        shutil.copy(os.path.join(PASTA, arquivo), os.path.join(destino, "relatorio", arquivo))
+    return os.path.join(destino, "relatorio", "gerar.py")
+
+
+def editar(caminho, trocar):
+    with open(caminho, encoding="utf-8") as f:
+        linhas = f.read().split("\n")
+    with open(caminho, "w", encoding="utf-8") as f:
+        f.write("\n".join(trocar(linhas)))
+
+
+def linha_do_marcador(linhas, marcador):
+    return next(i for i, linha in enumerate(linhas) if linha.strip().startswith("# " + marcador))
+
+
+# ------------------------------------------------------------ o PDF commitado
+
+def test_pdf_commitado_bate_com_o_codigo():
+    """O PDF commitado cita exatamente as linhas do código de hoje (gerar.py --verificar)."""
+    resultado = rodar("--verificar")
+    assert resultado.returncode == 0, resultado.stderr
+    assert "as citações batem com o código" in resultado.stdout
+
+
+def test_pdf_tem_as_sete_secoes_e_as_tres_figuras():
+    """O PDF tem as seções I a VII do enunciado, as três figuras e nenhuma linha digitada à mão."""
+    texto = gerar.texto_do_pdf(PDF)
+    for secao in ("I. Identificação", "II. Vídeo", "III. O que o vídeo mostra", "IV. O servidor",
+                  "V. O cliente", "VI. Threads", "VII. Fontes"):
+        assert secao in texto, secao
+    for figura in ("Figura 1.", "Figura 2.", "Figura 3."):
+        assert figura in texto, figura
+    from pypdf import PdfReader
+    assert sum(len(pagina.images) for pagina in PdfReader(PDF).pages) >= 3
+    # No texto-fonte, nenhum "Arquivo.py:123": toda citação vem de um marcador ou nome.
+    assert not re.search(r"(Servidor|Cliente|Mensagem)\.py:\d", gerar.ler_texto())
+
+
+def test_relatorio_cita_todos_os_marcadores_obrigatorios():
+    """[4a]-[4c], [5a]-[5f] e [threads] existem no código e são citados no relatório."""
+    codigo = gerar.Codigo()
+    citacoes, _, problemas = gerar.esperado(codigo, gerar.percorrer(gerar.ler_texto()))
+    assert problemas == []
+    citados = {marca for marca, _, _, _ in citacoes if marca}
+    assert set(gerar.OBRIGATORIOS) <= citados
+
+
+# ------------------------------------------------------ --verificar pega o erro
+
+def test_verificar_falha_quando_uma_linha_entra_acima_de_um_marcador(tmp_path):
+    """Uma linha nova acima de # [5f] desloca o trecho: --verificar falha e diz o trecho novo."""
+    script = copia(str(tmp_path))
+    antes = gerar.formatar(gerar.Codigo().marcador("5f"))
+    servidor = os.path.join(str(tmp_path), "Servidor.py")
+
+    def inserir(linhas):
+        i = linha_do_marcador(linhas, "[5f]")
+        return linhas[:i] + ["    # uma linha nova"] + linhas[i:]
+    editar(servidor, inserir)
+    depois = gerar.formatar(gerar.Codigo(str(tmp_path)).marcador("5f"))
+    assert depois != antes
+    resultado = rodar("--verificar", script=script)
+    assert resultado.returncode == 1
+    assert "[5f] diz %s, mas o código de hoje dá %s" % (antes, depois) in resultado.stderr
+
+
+def test_verificar_falha_quando_um_marcador_some(tmp_path):
+    """Sem o comentário # [4b] no Cliente.py, --verificar falha e diz que o marcador sumiu."""
+    script = copia(str(tmp_path))
+    cliente = os.path.join(str(tmp_path), "Cliente.py")
+    editar(cliente, lambda linhas: [l.replace("# [4b] ", "# ") for l in linhas])
+    resultado = rodar("--verificar", script=script)
+    assert resultado.returncode == 1
+    assert "o marcador [4b] sumiu do código" in resultado.stderr
+
+
+def test_verificar_falha_quando_o_codigo_mostrado_muda(tmp_path):
+    """Mudar uma linha mostrada em {{trecho 5f}}, sem deslocar nada, faz --verificar falhar."""
+    script = copia(str(tmp_path))
+    servidor = os.path.join(str(tmp_path), "Servidor.py")
+    editar(servidor, lambda linhas: [l.replace("timestamp >= pedido.timestamp",
+                                               "timestamp > pedido.timestamp") for l in linhas])
+    resultado = rodar("--verificar", script=script)
+    assert resultado.returncode == 1
+    assert "{{trecho 5f}}" in resultado.stderr
+
+
+# ---------------------------------------------------------------- o ZIP
+
+def test_zip_tem_exatamente_os_tres_fontes_e_o_pdf(tmp_path):
+    """--zip monta [RA].zip com exatamente Servidor.py, Cliente.py, Mensagem.py e [RA].pdf."""
+    resultado = rodar("--zip", "--ra", "123456", "--pdf", PDF, "--destino", str(tmp_path))
+    assert resultado.returncode == 0, resultado.stderr
+    # O PDF commitado ainda tem os campos por preencher: o --zip avisa.
+    assert "campos a preencher: --nome, --ra, --video" in resultado.stderr
+    caminho = os.path.join(str(tmp_path), "123456.zip")
+    with zipfile.ZipFile(caminho) as arquivo_zip:
+        assert sorted(arquivo_zip.namelist()) == ["123456.pdf", "Cliente.py", "Mensagem.py",
+                                                  "Servidor.py"]
+        for fonte in FONTES:
+            with open(os.path.join(RAIZ, fonte), "rb") as f:
+                assert arquivo_zip.read(fonte) == f.read(), fonte
+        with open(PDF, "rb") as f:
+            assert arquivo_zip.read("123456.pdf") == f.read()
+
+
+def test_zip_recusa_pdf_que_nao_bate_com_o_codigo(tmp_path):
+    """Com uma citação desatualizada, --zip não monta o ZIP."""
+    script = copia(str(tmp_path / "projeto"))
+    servidor = str(tmp_path / "projeto" / "Servidor.py")
+    editar(servidor, lambda linhas: ["# linha nova no topo"] + linhas)
+    pdf = str(tmp_path / "projeto" / "relatorio" / "RA.pdf")
+    resultado = rodar("--zip", "--ra", "123456", "--pdf", pdf, "--destino", str(tmp_path),
+                      script=script)
+    assert resultado.returncode == 1
+    assert not os.path.exists(str(tmp_path / "123456.zip"))
+
+
+# ------------------------------------------------- como uma citação é resolvida
+
+CODIGO_DE_TESTE = {
+    "Servidor.py": '''class Servidor:
+    LIMITE = 3
+
+    # [5a] acima de um def: a função inteira
+    def abrir(self):
+        x = 1
+        # [threads] acima de um comando aninhado: só ele
+        if x:
+            x = 2
+            x = 3
+        return x
+
+    # [threads] segunda ocorrência
+    def servir(self):
+        pass
+''',
+    "Cliente.py": "class Cliente:\n    # [4a] texto\n    X = 1\n",
+    "Mensagem.py": 'class Mensagem:\n    """# [9z] dentro de string não é marcador"""\n',
+}
+
+
+@pytest.fixture
+def codigo(tmp_path):
+    for nome, texto in CODIGO_DE_TESTE.items():
+        (tmp_path / nome).write_text(texto, encoding="utf-8")
+    return gerar.Codigo(str(tmp_path))
+
+
+def test_trecho_vai_do_comentario_ao_fim_do_primeiro_comando(codigo):
+    """O trecho de um marcador vai do comentário ao fim do comando seguinte, em qualquer nível."""
+    assert gerar.texto_citacao("5a", codigo.marcador("5a")) == "[5a] Servidor.py:4-11"
+    assert gerar.texto_citacao("threads", codigo.marcador("threads")) == \
+        "[threads] Servidor.py:7-10, 13-15"
+    assert gerar.texto_citacao("4a", codigo.marcador("4a")) == "[4a] Cliente.py:2-3"
+    assert "9z" not in codigo.marcadores
+
+
+def test_referencia_a_nome_do_codigo(codigo):
+    """[Classe.metodo] e [Classe.CONSTANTE] viram arquivo e linhas, sem marcador na frente."""
+    assert gerar.texto_citacao("Servidor.servir", codigo.simbolo("Servidor.servir")) == \
+        "Servidor.py:14-15"
+    assert gerar.formatar(codigo.simbolo("Servidor.LIMITE")) == "Servidor.py:2"
+
+
+def test_referencia_que_nao_existe_e_erro(codigo):
+    """Marcador ou nome inexistente, ou colchete que não é citação: problema, não passa calado."""
+    md = "Veja [5a] e [4a] e [9z], [Cliente.sumido], [Foo] e `[9z]` em código.\n"
+    _, _, problemas = gerar.esperado(codigo, gerar.percorrer(md))
+    texto = "\n".join(problemas)
+    assert "[9z] não existe" in texto
+    assert "não existe sumido em Cliente.py" in texto
+    assert "[Foo] parece uma citação" in texto
+    assert texto.count("[9z]") == 1  # o que está entre crases não conta
+    # Marcadores obrigatórios que o texto não cita também são problema.
+    assert "o marcador [5b] sumiu do código" in texto
+
+
+# ------------------------------------------------------------ o lançador da demo
+
+def test_demo_abre_os_cinco_consoles_com_os_argumentos_certos():
+    """demo.py: líder 10097, seguidores 10098 e 10099 (lento: --atraso-replicacao) e 2 clientes."""
+    from Servidor import Servidor
+    consoles = demo.consoles(atraso=20)
+    assert [argumentos[0] for _, argumentos in consoles] == \
+        ["Servidor.py"] * 3 + ["Cliente.py"] * 2
+    configuracoes = [Servidor.ler_argumentos(argumentos[1:]) for _, argumentos in consoles[:3]]
+    assert [config for config, _ in configuracoes] == [
+        ("127.0.0.1", 10097, "127.0.0.1", 10097),
+        ("127.0.0.1", 10098, "127.0.0.1", 10097),
+        ("127.0.0.1", 10099, "127.0.0.1", 10097)]
+    assert [atraso for _, atraso in configuracoes] == [0.0, 0.0, 20.0]
+    assert consoles[3][1] == consoles[4][1] == ["Cliente.py"]
+
+
+def test_demo_no_windows_usa_start_e_cmd():
+    """No Windows, cada console é um "start" de cmd /k, que fica aberto; python entre aspas."""
+    comando = demo.comando_windows("Servidor 1 - líder 10097",
+                                   ["Servidor.py", "127.0.0.1", "10097", "127.0.0.1", "10097"],
+                                   r"C:\Program Files\Python38\python.exe")
+    assert comando == ('start "Servidor 1 - lider 10097" cmd /k ""C:\\Program Files\\Python38\\'
+                       'python.exe" Servidor.py 127.0.0.1 10097 127.0.0.1 10097"')
