@@ -65,8 +65,7 @@ class Mensagem:
         if self.origem is not None:
             objeto["origem"] = self.origem
         # ensure_ascii=False: acentos viajam como UTF-8; o JSON escapa \n dentro das strings.
-        texto = json.dumps(objeto, ensure_ascii=False, separators=(",", ":"))
-        return texto.encode("utf-8") + b"\n"
+        return (Mensagem.CODIFICADOR.encode(objeto) + "\n").encode("utf-8")
 
     @classmethod
     def de_linha(cls, linha):
@@ -76,8 +75,7 @@ class Mensagem:
         except UnicodeDecodeError:
             raise ValueError("a linha não é UTF-8 válido") from None
         try:
-            objeto = json.loads(texto, parse_constant=cls._recusar_constante,
-                                parse_int=cls._inteiro)
+            objeto = cls.DECODIFICADOR.decode(texto)
         except RecursionError:
             raise ValueError("JSON aninhado demais") from None
         except ValueError as erro:
@@ -123,6 +121,26 @@ class Mensagem:
             raise ValueError("linha maior que 16 MiB")
         return cls.de_linha(linha)
 
+    @classmethod
+    def receber_lote(cls, arquivo, resto):
+        """Lê o que já chegou (esperando, se nada chegou) e devolve as mensagens completas.
+
+        Para o canal de replicação, em que só o líder fala (sem limite de linha, como
+        receber(limite=None)): uma leitura traz várias mensagens. resto (bytearray) guarda o
+        começo da linha ainda incompleta até a próxima chamada. None quando a conexão terminou.
+        """
+        dados = arquivo.read1(64 * 1024)
+        if not dados:
+            return None
+        inicio = len(resto)
+        resto += dados
+        fim = resto.rfind(b"\n", inicio)
+        if fim < 0:
+            return []
+        linhas = resto[:fim].split(b"\n")
+        del resto[:fim + 1]
+        return [cls.de_linha(linha) for linha in linhas]
+
     # ---- validação de cada campo ----
 
     @staticmethod
@@ -145,6 +163,8 @@ class Mensagem:
     def _texto(cls, campo, valor):
         if not isinstance(valor, str):
             raise ValueError("o campo %s deve ser texto, veio %s" % (campo, cls._curto(valor)))
+        if valor.isascii():
+            return valor  # o caso comum: sem a cópia que encode() faria
         try:
             # Um \ud800 solto é JSON válido mas não é texto: não seria impresso nem reenviado.
             valor.encode("utf-8")
@@ -191,3 +211,10 @@ class Mensagem:
             cls._validar("value", entrada[0])
             cls._timestamp(entrada[1])
         return valor
+
+
+# Um codificador e um decodificador para todas as mensagens: json.dumps e json.loads com opções
+# criam um novo a cada chamada. Ficam aqui, depois da classe, porque usam métodos dela.
+Mensagem.CODIFICADOR = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+Mensagem.DECODIFICADOR = json.JSONDecoder(parse_constant=Mensagem._recusar_constante,
+                                          parse_int=Mensagem._inteiro)

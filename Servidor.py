@@ -72,6 +72,9 @@ class Servidor:
             # ordem, (ts, espera) de cada REPLICATION ainda sem REPLICATION_OK.
             self.origem = None
             self.pendentes = deque()
+            # Canal: as linhas de REPLICATION em ordem de ts, ainda por enviar (ver enviar_fila).
+            self.saida = deque()
+            self.trava_envio = threading.Lock()
             # Seguidor: conexão própria ao líder para encaminhar PUTs, aberta no primeiro.
             self.encaminhamento = None
 
@@ -110,7 +113,9 @@ class Servidor:
                 if self.encaminhamento is not None:
                     self.encaminhamento[0].close()
                 arquivo.close()
-                self.sock.close()
+                # Um PUT pode estar num sendall deste canal (enviar_fila): fecha só depois dele.
+                with self.trava_envio:
+                    self.sock.close()
 
     class CanalDoLider(threading.Thread):
         """Seguidor: abre o canal ao líder (JOIN), aplica cada REPLICATION; refaz se cair."""
@@ -135,11 +140,20 @@ class Servidor:
                     avisado = None
                     # Daqui em diante o líder fala quando há PUT: espera sem prazo.
                     sock.settimeout(None)
+                    resto = bytearray()
                     while True:
-                        pedido = Mensagem.receber(arquivo, limite=None)
-                        if pedido is None:
+                        # Tudo o que já chegou é aplicado em ordem e confirmado junto, num
+                        # sendall só: o líder manda várias REPLICATIONs de uma vez sob carga.
+                        pedidos = Mensagem.receber_lote(arquivo, resto)
+                        if pedidos is None:
                             break
-                        servidor.tratar_replicacao(pedido).enviar(sock)
+                        if servidor.atraso_replicacao > 0:
+                            # Demonstração: cada REPLICATION confirmada assim que aplicada.
+                            for pedido in pedidos:
+                                servidor.tratar_replicacao(pedido).enviar(sock)
+                        elif pedidos:
+                            sock.sendall(b"".join(servidor.tratar_replicacao(p).para_linha()
+                                                  for p in pedidos))
                 except OSError:
                     pass  # líder fora do ar ou caiu: tenta de novo, em silêncio
                 except ValueError as erro:
@@ -250,7 +264,7 @@ class Servidor:
         timestamp, espera = self.gravar_e_replicar(pedido.key, pedido.value)
         # [5e] PUT_OK só depois do REPLICATION_OK de todos os seguidores.
         if espera is not None:
-            espera[1].wait()
+            espera[1].acquire()
         self.escrever("Enviando PUT_OK ao Cliente %s da key:%s ts:%d"
                       % (cliente, pedido.key, timestamp))
         return Mensagem(Mensagem.PUT_OK, key=pedido.key, value=pedido.value, timestamp=timestamp)
@@ -260,7 +274,8 @@ class Servidor:
 
         Os PUTs ficam em ordem total, mas a trava não espera os REPLICATION_OK: PUTs de
         outros clientes seguem logo atrás no mesmo canal (pipeline, confirmado em ordem).
-        Devolve (timestamp, espera); espera é [faltam, Event] ou None sem seguidores.
+        O envio em si fica fora da trava de PUT (enviar_fila).
+        Devolve (timestamp, espera); espera é [faltam, trava] ou None sem seguidores.
         """
         with self.trava_put:
             self.contador += 1
@@ -270,19 +285,42 @@ class Servidor:
             canais = list(self.canais.values())
             if not canais:
                 return timestamp, None
-            espera = [len(canais), threading.Event()]
+            # A trava nasce fechada e a última confirmação a abre: acordar quem espera custa
+            # um futex (o Event cria uma Condition e mais uma trava a cada espera).
+            espera = [len(canais), threading.Lock()]
+            espera[1].acquire()
             # [5d] REPLICATION a cada seguidor, serializada uma vez só.
             linha = Mensagem(Mensagem.REPLICATION, key=key, value=value,
                              timestamp=timestamp).para_linha()
             for canal in canais:
                 # Registra antes de enviar: a confirmação pode chegar antes do sendall voltar.
                 canal.pendentes.append((timestamp, espera))
-                try:
-                    canal.sock.sendall(linha)
-                except OSError:
-                    # Seguidor morreu: a thread do canal acorda, descarta e confirma o pendente.
-                    Servidor.derrubar(canal.sock)
+                canal.saida.append(linha)
+        for canal in canais:
+            self.enviar_fila(canal)
         return timestamp, espera
+
+    def enviar_fila(self, canal):
+        """Envia num sendall só, em ordem, as REPLICATIONs que estão na fila do canal.
+
+        A fila entra em ordem de ts (sob a trava de PUT) e sai em ordem (sob a trava de envio).
+        Se outra thread está enviando, ela leva a nossa linha também: ao soltar a trava, quem
+        envia olha a fila de novo. Assim PUTs simultâneos viajam juntos e ninguém espera numa
+        trava enquanto outro usa a rede.
+        """
+        while canal.saida:
+            if not canal.trava_envio.acquire(blocking=False):
+                return
+            try:
+                linhas = []
+                while canal.saida:
+                    linhas.append(canal.saida.popleft())
+                canal.sock.sendall(b"".join(linhas))
+            except OSError:
+                # Seguidor morreu: a thread do canal acorda, descarta e confirma os pendentes.
+                Servidor.derrubar(canal.sock)
+            finally:
+                canal.trava_envio.release()
 
     def confirmar(self, espera):
         """Conta uma confirmação (ou um seguidor descartado) de um PUT que espera."""
@@ -290,7 +328,7 @@ class Servidor:
             espera[0] -= 1
             pronto = espera[0] == 0
         if pronto:
-            espera[1].set()
+            espera[1].release()
 
     def encaminhar_put(self, pedido, conexao):
         """Seguidor: passa o PUT ao líder com a origem do cliente e devolve a resposta dele."""
