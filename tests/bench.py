@@ -1,0 +1,706 @@
+"""Benchmark do KV Store contra o piso de um servidor eco (issue #4). Não faz parte da suíte.
+
+O piso é um servidor eco em Python com socket cru, uma thread por conexão, que como os nossos lê
+uma linha JSON, analisa, imprime uma linha no console (stdout num arquivo) e responde uma linha.
+Os mesmos geradores de carga falam com o eco e com o KV (conexão persistente, TCP_NODELAY, os
+mesmos bytes), sempre em pares seguidos (KV, eco; na rodada seguinte eco, KV), e cada número sai
+também como razão ao eco: a mediana das razões de cada rodada. A máquina é dividida e os tempos
+absolutos oscilam; a razão de um par medido junto oscila bem menos.
+
+Medidas:
+  - latência (mediana e p99), um cliente: GET num seguidor, PUT no líder, PUT num seguidor;
+  - vazão com 1, 8 e 32 clientes simultâneos: só GET (num seguidor) e só PUT (no líder);
+    os clientes ficam em até 8 processos geradores (o GIL do gerador não é o gargalo);
+  - CPU dos servidores por requisição, dos três juntos, com 8 clientes: utime + stime de
+    /proc/<pid>/stat (do SO, não tempo de parede) dividido pelas requisições feitas;
+  - JOIN: o líder guarda 100 000 keys; (1) a troca JOIN -> JOIN_OK feita pelo bench com o
+    Mensagem do código medido, até o último byte e até a tabela pronta; (2) um seguidor novo,
+    processo de verdade: da porta dele aceitar conexão (o canal com o líder abre logo depois)
+    até ele responder GET_OK à última key com o timestamp dela. O piso do JOIN é o eco de uma
+    linha do tamanho do snapshot.
+
+Uso:
+    python tests/bench.py [--json arquivo.json] [--rapido] [--codigo PASTA] [--rodadas N]
+                          [--clientes 1,8,32] [--fases latencia,vazao,join] [--keys-join N]
+    python tests/bench.py --eco PORTA        # só o servidor eco (o bench o inicia sozinho)
+
+--codigo PASTA roda Servidor.py e Mensagem.py de outra pasta (padrão: a raiz do repositório),
+para comparar uma mudança com o código atual. --perfil PASTA grava, com py-spy (se instalado),
+um perfil de cada servidor durante as fases de vazão. Numa máquina com outras cargas,
+"nice -n -10 python tests/bench.py" (como root) tira boa parte da interferência.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+RAIZ = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IP = "127.0.0.1"
+PRAZO = 60.0             # toda espera tem este limite
+SONDA = 0.002            # intervalo entre sondagens (prontidão, JOIN)
+MAX_PROCESSOS = 8        # processos geradores de carga; acima disso, threads dentro deles
+KEYS_BASE = 1000         # keys pré-carregadas no cluster principal
+AQUECIMENTO = 50         # requisições por conexão antes de medir
+
+# Tamanho de cada fase: pares KV/eco por medida, requisições por latência, segundos por vazão.
+PARAMETROS = {
+    "completo": {"rodadas": 7, "n_latencia": 2000, "duracao": 2.0, "rodadas_join": 3},
+    "rapido": {"rodadas": 2, "n_latencia": 1000, "duracao": 0.5, "rodadas_join": 1},
+}
+
+
+# ============================================================ o piso: servidor eco
+
+def servidor_eco(porta):
+    """Piso: uma thread por conexão; lê uma linha JSON, analisa, imprime uma linha, responde."""
+    ouvinte = socket.create_server((IP, porta), backlog=256)
+    while True:
+        sock, endereco = ouvinte.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=atender_eco, args=(sock, endereco), daemon=True).start()
+
+
+def atender_eco(sock, endereco):
+    cliente = "%s:%d" % endereco[:2]
+    arquivo = sock.makefile("rb")
+    try:
+        while True:
+            linha = arquivo.readline()
+            if not linha:
+                break
+            objeto = json.loads(linha)
+            # Uma linha de console por requisição, como os servidores do KV (SPEC seção 3).
+            print("Cliente %s %s key:%s" % (cliente, objeto.get("tipo"), objeto.get("key")),
+                  flush=True)
+            sock.sendall(json.dumps(objeto).encode("utf-8") + b"\n")
+    except (OSError, ValueError):
+        pass
+    finally:
+        arquivo.close()
+        sock.close()
+
+
+# ============================================================ o gerador de carga
+# O mesmo código fala com o eco e com o KV: conexão persistente, TCP_NODELAY, uma linha
+# por requisição, espera a linha de resposta e confere o tipo dela.
+
+def linhas_de_pedido(tipo, semente, quantas=256):
+    """Pedidos pré-codificados (os mesmos bytes vão ao eco e ao KV)."""
+    linhas = []
+    for i in range(quantas):
+        key = "chave-%04d" % ((semente * 37 + i) % KEYS_BASE)
+        if tipo == "GET":
+            objeto = {"tipo": "GET", "key": key, "timestamp": 0}
+        else:
+            objeto = {"tipo": "PUT", "key": key, "value": "valor-%d-%d" % (semente, i)}
+        linhas.append(json.dumps(objeto, separators=(",", ":")).encode("utf-8") + b"\n")
+    return linhas
+
+
+def conectar(porta):
+    sock = socket.create_connection((IP, porta), timeout=PRAZO)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock, sock.makefile("rb")
+
+
+def trocar(sock, arquivo, linha, esperado):
+    """Uma requisição e sua resposta; resposta de outro tipo é erro do bench."""
+    sock.sendall(linha)
+    resposta = arquivo.readline()
+    tipo = json.loads(resposta)["tipo"] if resposta else None
+    if tipo != esperado:
+        raise RuntimeError("esperava %s, veio %r" % (esperado, resposta[:200]))
+
+
+def gerar_latencia(spec):
+    """Um cliente, n requisições em sequência; devolve a duração de cada uma (µs).
+
+    Um processo novo por medida, para o KV e para o eco: num processo só, que alternasse os
+    dois alvos, o escalonador deixa um deles no mesmo núcleo do cliente e o outro não (numa
+    máquina de 2 núcleos, 22 µs contra 65 µs por ida e volta), e a razão mediria isso.
+    """
+    sock, arquivo = conectar(spec["porta"])
+    linhas = linhas_de_pedido(spec["tipo"], spec["semente"])
+    for i in range(AQUECIMENTO):
+        trocar(sock, arquivo, linhas[i % len(linhas)], spec["esperado"])
+    amostras = []
+    relogio = time.perf_counter
+    for i in range(spec["n"]):
+        inicio = relogio()
+        trocar(sock, arquivo, linhas[i % len(linhas)], spec["esperado"])
+        amostras.append((relogio() - inicio) * 1e6)
+    sock.close()
+    return {"amostras": amostras}
+
+
+def gerar_vazao(spec, avisar_pronto, esperar_janela):
+    """Várias threads, uma conexão cada; conta as respostas dentro da janela [inicio, fim).
+
+    Todas conectam e aquecem; então o processo avisa que está pronto e recebe a janela, que
+    o bench só marca quando todos os geradores estão prontos.
+    """
+    contagens = []
+    erros = []
+    prontos = threading.Barrier(spec["threads"] + 1)
+    comecar = threading.Event()
+    janela = []
+
+    def cliente(semente):
+        try:
+            sock, arquivo = conectar(spec["porta"])
+            linhas = linhas_de_pedido(spec["tipo"], semente)
+            for i in range(AQUECIMENTO):
+                trocar(sock, arquivo, linhas[i % len(linhas)], spec["esperado"])
+        except Exception as erro:  # o bench para e mostra: número errado é pior que nenhum
+            erros.append(repr(erro))
+            prontos.wait()
+            return
+        prontos.wait()
+        comecar.wait()
+        inicio, fim = janela
+        try:
+            time.sleep(max(0.0, inicio - time.time()))
+            na_janela = 0
+            i = 0
+            while True:
+                trocar(sock, arquivo, linhas[i % len(linhas)], spec["esperado"])
+                i += 1
+                if time.time() >= fim:
+                    break
+                na_janela += 1
+            contagens.append((na_janela, i + AQUECIMENTO))
+            sock.close()
+        except Exception as erro:
+            erros.append(repr(erro))
+
+    threads = [threading.Thread(target=cliente, args=(spec["semente"] * 100 + t,))
+               for t in range(spec["threads"])]
+    for t in threads:
+        t.start()
+    prontos.wait()
+    avisar_pronto()
+    janela.extend(esperar_janela())
+    comecar.set()
+    for t in threads:
+        t.join()
+    return {"na_janela": sum(c[0] for c in contagens), "total": sum(c[1] for c in contagens),
+            "erros": erros}
+
+
+def rodar_gerador(spec):
+    """Modo --gerador: executa um spec e imprime o resultado numa linha JSON.
+
+    Na vazão, conversa com o bench pelo stdin/stdout: escreve "pronto" e lê "inicio fim".
+    """
+    if spec["modo"] == "latencia":
+        resultado = gerar_latencia(spec)
+    else:
+        def avisar_pronto():
+            sys.stdout.write("pronto\n")
+            sys.stdout.flush()
+
+        def esperar_janela():
+            return [float(t) for t in sys.stdin.readline().split()]
+        resultado = gerar_vazao(spec, avisar_pronto, esperar_janela)
+    sys.stdout.write(json.dumps(resultado) + "\n")
+
+
+# ============================================================ processos
+
+class Processo:
+    """Um processo filho com stdout e stderr em arquivos (nunca num pipe que ninguém lê).
+
+    Sem -u e sem PYTHONUNBUFFERED, como a pessoa roda: cada linha já sai com
+    print(..., flush=True), numa escrita só (sem buffer o print faz duas: o texto e o "\n").
+    O eco e o KV rodam do mesmo jeito.
+    """
+
+    def __init__(self, args, pasta, nome, cwd):
+        self.nome = nome
+        self.caminho_saida = os.path.join(pasta, nome + ".out")
+        self.caminho_erro = os.path.join(pasta, nome + ".err")
+        with open(self.caminho_saida, "wb") as saida, open(self.caminho_erro, "wb") as erro:
+            ambiente = dict(os.environ)
+            ambiente.pop("PYTHONUNBUFFERED", None)
+            self.popen = subprocess.Popen([sys.executable] + args, cwd=cwd, stdout=saida,
+                                          stderr=erro, stdin=subprocess.DEVNULL, env=ambiente)
+        self.pid = self.popen.pid
+
+    def exigir_vivo(self):
+        if self.popen.poll() is not None:
+            with open(self.caminho_erro, encoding="utf-8", errors="replace") as f:
+                erro = f.read()
+            raise RuntimeError("%s terminou (código %s):\n%s"
+                               % (self.nome, self.popen.returncode, erro[-2000:]))
+
+    def terminar(self):
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(PRAZO)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(PRAZO)
+
+
+def porta_livre():
+    with socket.socket() as s:
+        s.bind((IP, 0))
+        return s.getsockname()[1]
+
+
+def esperar(condicao, motivo, prazo=PRAZO):
+    limite = time.monotonic() + prazo
+    while True:
+        valor = condicao()
+        if valor:
+            return valor
+        if time.monotonic() > limite:
+            raise RuntimeError("esperou %.0f s por: %s" % (prazo, motivo))
+        time.sleep(SONDA)
+
+
+def aceita_conexao(porta):
+    try:
+        with socket.create_connection((IP, porta), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def pedir(porta, objeto, prazo=2.0):
+    """Uma requisição numa conexão nova (só para preparar; não é medida)."""
+    with socket.create_connection((IP, porta), timeout=prazo) as s:
+        s.sendall(json.dumps(objeto).encode("utf-8") + b"\n")
+        linha = s.makefile("rb").readline()
+    return json.loads(linha) if linha else None
+
+
+def unido(porta):
+    """Um seguidor está unido quando responde GET com GET_OK (não TRY_OTHER_SERVER_OR_LATER)."""
+    try:
+        resposta = pedir(porta, {"tipo": "GET", "key": "__sonda__", "timestamp": 0})
+    except OSError:
+        return False
+    return resposta is not None and resposta.get("tipo") == "GET_OK"
+
+
+def p99(ordenadas):
+    return ordenadas[min(len(ordenadas) - 1, int(len(ordenadas) * 0.99))]
+
+
+def cpu_dos(pids):
+    """utime + stime (s) da soma dos processos, do SO; None fora do Linux."""
+    total = 0
+    try:
+        for pid in pids:
+            with open("/proc/%d/stat" % pid) as f:
+                # Depois do ")" do nome, utime e stime são o 12.º e o 13.º campo.
+                campos = f.read().rpartition(")")[2].split()
+            total += int(campos[11]) + int(campos[12])
+    except OSError:
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+# ============================================================ o bench
+
+class Bench:
+    """Sobe o eco e três servidores, roda as fases e junta os números."""
+
+    def __init__(self, opcoes, pasta, pilha):
+        self.opcoes = opcoes
+        self.pasta = pasta
+        self.pilha = pilha
+        self.codigo = os.path.abspath(opcoes.codigo)
+        self.p = dict(PARAMETROS["rapido" if opcoes.rapido else "completo"])
+        if opcoes.rodadas:
+            self.p["rodadas"] = opcoes.rodadas
+        self.medidas = {}     # nome -> {"kv": [...], "eco": [...], "razoes": [...]}
+        self.tamanho_snapshot = None
+
+    # ---- processos ----
+
+    def servidor(self, porta, porta_lider, nome):
+        args = ["Servidor.py", IP, str(porta), IP, str(porta_lider)]
+        proc = Processo(args, self.pasta, nome, self.codigo)
+        self.pilha.callback(proc.terminar)
+
+        def pronto():
+            proc.exigir_vivo()
+            return aceita_conexao(porta)
+        esperar(pronto, "%s aceitar conexões" % nome)
+        return proc
+
+    def subir(self):
+        self.porta_eco = porta_livre()
+        self.eco = Processo([os.path.abspath(__file__), "--eco", str(self.porta_eco)],
+                            self.pasta, "eco", RAIZ)
+        self.pilha.callback(self.eco.terminar)
+        esperar(lambda: self.eco.exigir_vivo() or aceita_conexao(self.porta_eco), "eco")
+        self.portas = [porta_livre() for _ in range(3)]
+        self.lider = self.servidor(self.portas[0], self.portas[0], "lider")
+        self.seguidores = [self.servidor(p, self.portas[0], "seguidor%d" % i)
+                           for i, p in enumerate(self.portas[1:], start=1)]
+        for porta in self.portas[1:]:
+            esperar(lambda: unido(porta), "seguidor %d unir-se ao líder" % porta)
+        self.pids_kv = [self.lider.pid] + [s.pid for s in self.seguidores]
+        # As keys que os GETs leem já existem em todos (PUT no líder espera as réplicas).
+        self.pre_carregar(self.portas[0], KEYS_BASE, "valor-%04d-pré-carregado")
+
+    def pre_carregar(self, porta, quantas, modelo, lote=500):
+        """PUTs em lotes pela mesma conexão (pipeline): o protocolo responde em ordem."""
+        sock, arquivo = conectar(porta)
+        for inicio in range(0, quantas, lote):
+            fim = min(quantas, inicio + lote)
+            sock.sendall(b"".join(
+                json.dumps({"tipo": "PUT", "key": "chave-%04d" % i, "value": modelo % i},
+                           ensure_ascii=False).encode("utf-8") + b"\n"
+                for i in range(inicio, fim)))
+            for _ in range(inicio, fim):
+                resposta = arquivo.readline()
+                if json.loads(resposta)["tipo"] != "PUT_OK":
+                    raise RuntimeError("pré-carga: resposta %r" % resposta[:200])
+        sock.close()
+
+    def geradores(self, specs, duracao=None):
+        """Roda os geradores (um processo cada) e devolve os resultados.
+
+        Com duracao (vazão): espera todos dizerem "pronto" e só então marca a mesma janela
+        de duracao segundos para todos.
+        """
+        procs = []
+        for i, spec in enumerate(specs):
+            with open(os.path.join(self.pasta, "gerador%d.err" % i), "wb") as erro:
+                procs.append(subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), "--gerador", json.dumps(spec)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=erro, cwd=RAIZ))
+        try:
+            if duracao is not None:
+                for proc in procs:
+                    if proc.stdout.readline() != b"pronto\n":
+                        raise RuntimeError("gerador não ficou pronto")
+                inicio = time.time() + 0.05
+                for proc in procs:
+                    proc.stdin.write(b"%r %r\n" % (inicio, inicio + duracao))
+                    proc.stdin.flush()
+            resultados = []
+            for i, proc in enumerate(procs):
+                saida = proc.stdout.read()
+                if proc.wait(PRAZO) != 0 or not saida:
+                    with open(os.path.join(self.pasta, "gerador%d.err" % i), "rb") as f:
+                        erro = f.read().decode(errors="replace")
+                    raise RuntimeError("gerador falhou:\n%s" % erro)
+                resultado = json.loads(saida)
+                if resultado.get("erros"):
+                    raise RuntimeError("gerador: %s" % resultado["erros"][:3])
+                resultados.append(resultado)
+            return resultados
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stdin.close()
+                proc.stdout.close()
+
+    def anotar(self, nome, kv, eco):
+        medida = self.medidas.setdefault(nome, {"kv": [], "eco": [], "razoes": []})
+        medida["kv"].append(kv)
+        medida["eco"].append(eco)
+        medida["razoes"].append(kv / eco if eco else None)
+
+    def pares(self, rodar_kv, rodar_eco):
+        """Rodadas de pares seguidos; a ordem alterna para o viés de ordem também se anular."""
+        for rodada in range(self.p["rodadas"]):
+            if rodada % 2 == 0:
+                kv = rodar_kv()
+                eco = rodar_eco()
+            else:
+                eco = rodar_eco()
+                kv = rodar_kv()
+            yield kv, eco
+
+    # ---- fases ----
+
+    def latencias(self):
+        """Latência com um cliente: rodadas de pares (KV, eco) seguidos."""
+        casos = [("GET no seguidor", "GET", self.portas[1], "GET_OK"),
+                 ("PUT no líder", "PUT", self.portas[0], "PUT_OK"),
+                 ("PUT no seguidor", "PUT", self.portas[2], "PUT_OK")]
+        for nome, tipo, porta, esperado in casos:
+            def medir(porta, esperado):
+                spec = {"modo": "latencia", "porta": porta, "tipo": tipo, "esperado": esperado,
+                        "semente": 7, "n": self.p["n_latencia"]}
+                amostras = sorted(self.geradores([spec])[0]["amostras"])
+                return statistics.median(amostras), p99(amostras)
+            for kv, eco in self.pares(lambda: medir(porta, esperado),
+                                      lambda: medir(self.porta_eco, tipo)):
+                self.anotar("latência %s, mediana" % nome, kv[0], eco[0])
+                self.anotar("latência %s, p99" % nome, kv[1], eco[1])
+            self.mostrar_progresso("latência %s" % nome)
+
+    def vazoes(self):
+        casos = [("GET", self.portas[1], "GET_OK"), ("PUT", self.portas[0], "PUT_OK")]
+        for tipo, porta, esperado in casos:
+            for clientes in self.opcoes.clientes:
+                def medir(porta, esperado, pids):
+                    processos = min(clientes, MAX_PROCESSOS)
+                    # clientes repartidos entre os processos: 32 = 8 processos x 4 threads.
+                    specs = [{"modo": "vazao", "porta": porta, "tipo": tipo, "esperado": esperado,
+                              "semente": i,
+                              "threads": clientes // processos + (i < clientes % processos)}
+                             for i in range(processos)]
+                    cpu_antes = cpu_dos(pids)
+                    resultados = self.geradores(specs, self.p["duracao"])
+                    cpu_depois = cpu_dos(pids)
+                    # CPU do SO por requisição: todas as feitas, aquecimento incluído.
+                    total = sum(r["total"] for r in resultados)
+                    cpu = None if cpu_antes is None else (cpu_depois - cpu_antes) / total * 1e6
+                    return sum(r["na_janela"] for r in resultados) / self.p["duracao"], cpu
+                for kv, eco in self.pares(lambda: medir(porta, esperado, self.pids_kv),
+                                          lambda: medir(self.porta_eco, tipo, [self.eco.pid])):
+                    self.anotar("vazão %s, %d clientes" % (tipo, clientes), kv[0], eco[0])
+                    if clientes == 8 and kv[1] is not None:
+                        self.anotar("CPU por %s (3 servidores), 8 clientes" % tipo, kv[1], eco[1])
+                self.mostrar_progresso("vazão %s com %d clientes" % (tipo, clientes))
+
+    def join(self):
+        """JOIN a um líder com N keys: troca medida no bench e um seguidor novo de verdade."""
+        n = self.opcoes.keys_join
+        porta = porta_livre()
+        lider = self.servidor(porta, porta, "lider-join")
+        inicio = time.monotonic()
+        self.pre_carregar(porta, n, "valor-%06d-com-16b")
+        self.mostrar_progresso("pré-carga de %d keys (%.1f s)" % (n, time.monotonic() - inicio))
+        sys.path.insert(0, self.codigo)
+        from Mensagem import Mensagem
+        ultima = "chave-%04d" % (n - 1)
+        for rodada in range(self.p["rodadas_join"]):
+            # (1) A troca JOIN -> JOIN_OK, do lado do bench, com o Mensagem do código medido:
+            # até a última byte chegar, e até o snapshot estar analisado e virar tabela.
+            sock, arquivo = conectar(porta)
+            t0 = time.perf_counter()
+            Mensagem(Mensagem.JOIN, origem="%s:%d" % (IP, porta_livre())).enviar(sock)
+            linha = arquivo.readline(Mensagem.LIMITE_LINHA + 1)
+            t1 = time.perf_counter()
+            resposta = Mensagem.de_linha(linha)
+            tabela = {key: (value, ts) for key, (value, ts) in resposta.dados.items()}
+            t2 = time.perf_counter()
+            sock.close()
+            if len(tabela) != n or resposta.timestamp != n:
+                raise RuntimeError("JOIN_OK com %d keys, ts %s" % (len(tabela), resposta.timestamp))
+            self.tamanho_snapshot = len(linha)
+            # Piso: o eco recebe uma linha do tamanho do snapshot, analisa e a devolve.
+            sock, arquivo = conectar(self.porta_eco)
+            t3 = time.perf_counter()
+            sock.sendall(linha)
+            json.loads(arquivo.readline())
+            t4 = time.perf_counter()
+            sock.close()
+            self.anotar("JOIN: troca no bench, até o último byte", t1 - t0, t4 - t3)
+            self.anotar("JOIN: troca no bench, até a tabela pronta", t2 - t0, t4 - t3)
+            # (2) Um seguidor novo, processo de verdade: da porta dele aceitar conexão (o canal
+            # com o líder abre logo em seguida) até responder GET_OK da última key com ts n.
+            # As sondagens a cada SONDA segundos somam no máximo uns 2 ms ao número.
+            porta_seguidor = porta_livre()
+            t_processo = time.perf_counter()
+            seguidor = Processo(["Servidor.py", IP, str(porta_seguidor), IP, str(porta)],
+                                self.pasta, "seguidor-join%d" % rodada, self.codigo)
+            self.pilha.callback(seguidor.terminar)
+            esperar(lambda: seguidor.exigir_vivo() or aceita_conexao(porta_seguidor), "porta")
+            t5 = time.perf_counter()
+            sock, arquivo = conectar(porta_seguidor)
+            linha_get = json.dumps({"tipo": "GET", "key": ultima, "timestamp": n}).encode() + b"\n"
+
+            def chegou():
+                sock.sendall(linha_get)
+                return json.loads(arquivo.readline())["tipo"] == "GET_OK"
+            esperar(chegou, "seguidor novo ter a última key")
+            t6 = time.perf_counter()
+            sock.close()
+            seguidor.terminar()
+            self.anotar("JOIN: seguidor novo, porta aberta até GET_OK da última key",
+                        t6 - t5, t4 - t3)
+            self.anotar("JOIN: seguidor novo, processo criado até GET_OK da última key",
+                        t6 - t_processo, t4 - t3)
+        self.mostrar_progresso("JOIN")
+        lider.terminar()
+
+    # ---- saída ----
+
+    def mostrar_progresso(self, texto):
+        print("  ... %s" % texto, file=sys.stderr, flush=True)
+
+    def resumo(self):
+        """nome -> {kv, eco, razao} (medianas) e o veredito de cada meta."""
+        resumo = {}
+        for nome, m in self.medidas.items():
+            resumo[nome] = {"kv": statistics.median(m["kv"]), "eco": statistics.median(m["eco"]),
+                            "razao": statistics.median(r for r in m["razoes"] if r is not None),
+                            "rodadas": m}
+        return resumo
+
+
+# Metas da issue #4: nome -> (sobre "razao" ou "kv", comparação, limite, texto).
+METAS = [
+    ("latência GET no seguidor, mediana", "razao", "<=", 1.2, "razão ≤ 1,2"),
+    ("latência PUT no líder, mediana", "razao", "<=", 2.5, "razão ≤ 2,5"),
+    ("latência PUT no seguidor, mediana", "razao", "<=", 3.5, "razão ≤ 3,5"),
+    ("vazão GET, 8 clientes", "razao", ">=", 0.8, "razão ≥ 0,8"),
+    ("vazão PUT, 8 clientes", "razao", ">=", 0.35, "razão ≥ 0,35"),
+    ("CPU por GET (3 servidores), 8 clientes", "kv", "<=", 60.0, "≤ 60 µs"),
+    ("CPU por PUT (3 servidores), 8 clientes", "kv", "<=", 300.0, "≤ 300 µs"),
+    ("JOIN: seguidor novo, porta aberta até GET_OK da última key", "kv", "<", 1.0, "< 1 s"),
+]
+
+
+def unidade(nome):
+    if nome.startswith("latência") or nome.startswith("CPU"):
+        return "µs", 1.0
+    if nome.startswith("vazão"):
+        return "req/s", 1.0
+    return "ms", 1000.0
+
+
+def formatar(valor):
+    return "%.0f" % valor if abs(valor) >= 100 else "%.1f" % valor
+
+
+def cumpre(resumo, meta):
+    nome, campo, comparacao, limite, _ = meta
+    valor = resumo[nome][campo]
+    return {"<=": valor <= limite, ">=": valor >= limite, "<": valor < limite}[comparacao]
+
+
+def tabela(resumo):
+    """A tabela: mediana do KV, mediana do eco, mediana das razões por rodada, meta."""
+    linhas = ["%-68s %9s %9s %7s  %s" % ("medida", "KV", "eco", "KV/eco", "meta")]
+    metas = {m[0]: m for m in METAS}
+    for nome, r in resumo.items():
+        nome_unidade, fator = unidade(nome)
+        meta = metas.get(nome)
+        veredito = "" if meta is None else "%s: %s" % (meta[4], "ok" if cumpre(resumo, meta)
+                                                         else "NÃO")
+        linhas.append("%-68s %9s %9s %7.2f  %s" % (
+            "%s (%s)" % (nome, nome_unidade), formatar(r["kv"] * fator),
+            formatar(r["eco"] * fator), r["razao"], veredito))
+    return "\n".join(linhas)
+
+
+def medir_com_perfil(bench, pasta_perfil, fase):
+    """Roda uma fase com py-spy gravando cada servidor: PASTA/<nome>.txt, pilhas "a;b;c N"."""
+    if shutil.which("py-spy") is None:
+        print("py-spy não encontrado (pip install py-spy): sem perfil", file=sys.stderr)
+        return fase()
+    os.makedirs(pasta_perfil, exist_ok=True)
+    gravadores = []
+    for nome, pid in [("lider", bench.lider.pid), ("seguidor1", bench.seguidores[0].pid),
+                      ("seguidor2", bench.seguidores[1].pid), ("eco", bench.eco.pid)]:
+        destino = os.path.join(pasta_perfil, nome + ".txt")
+        gravadores.append(subprocess.Popen(
+            # --gil: só amostras da thread com o GIL, isto é, onde o Python gasta tempo.
+            ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--gil",
+             "-o", destino], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1.0)  # o py-spy leva um instante para se ligar ao processo
+    try:
+        return fase()
+    finally:
+        for g in gravadores:
+            g.send_signal(signal.SIGINT)  # o py-spy grava o arquivo e sai
+            g.wait(PRAZO)
+
+
+def inteiros(texto):
+    return [int(parte) for parte in texto.split(",")]
+
+
+def principal(argv):
+    analisador = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    analisador.add_argument("--json", metavar="ARQUIVO", help="grava os números neste arquivo")
+    analisador.add_argument("--rapido", action="store_true", help="rodada curta (< 1 min)")
+    analisador.add_argument("--codigo", default=RAIZ, metavar="PASTA",
+                            help="pasta com Servidor.py e Mensagem.py (padrão: o repositório)")
+    analisador.add_argument("--rodadas", type=int, help="pares KV/eco por medida")
+    analisador.add_argument("--keys-join", type=int, default=100000, help="keys no líder do JOIN")
+    analisador.add_argument("--fases", default="latencia,vazao,join",
+                            help="quais fases rodar, separadas por vírgula")
+    analisador.add_argument("--clientes", default=[1, 8, 32], type=inteiros,
+                            help="clientes simultâneos nas fases de vazão (padrão 1,8,32)")
+    analisador.add_argument("--perfil", metavar="PASTA", help="perfil py-spy das fases de vazão")
+    analisador.add_argument("--manter", action="store_true", help="não apaga as saídas")
+    analisador.add_argument("--eco", type=int, metavar="PORTA", help=argparse.SUPPRESS)
+    analisador.add_argument("--gerador", metavar="SPEC", help=argparse.SUPPRESS)
+    opcoes = analisador.parse_args(argv)
+    if opcoes.eco:
+        try:
+            servidor_eco(opcoes.eco)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    if opcoes.gerador:
+        rodar_gerador(json.loads(opcoes.gerador))
+        return 0
+
+    fases = opcoes.fases.split(",")
+    pasta = tempfile.mkdtemp(prefix="kv-bench-")
+    inicio = time.monotonic()
+    try:
+        with contextlib.ExitStack() as pilha:
+            bench = Bench(opcoes, pasta, pilha)
+            print("KV Store contra o eco; código em %s; %s; %d CPUs; saídas em %s"
+                  % (bench.codigo, platform.python_version(), os.cpu_count(), pasta),
+                  file=sys.stderr, flush=True)
+            bench.subir()
+            if "latencia" in fases:
+                bench.latencias()
+            if "vazao" in fases:
+                if opcoes.perfil:
+                    medir_com_perfil(bench, opcoes.perfil, bench.vazoes)
+                else:
+                    bench.vazoes()
+            if "join" in fases:
+                # Sem o cluster principal rodando ao lado: só o líder do JOIN e o eco.
+                bench.lider.terminar()
+                for s in bench.seguidores:
+                    s.terminar()
+                bench.join()
+    finally:
+        if not opcoes.manter:
+            shutil.rmtree(pasta, ignore_errors=True)
+    resumo = bench.resumo()
+    try:
+        codigo = os.path.relpath(bench.codigo)
+    except ValueError:
+        codigo = bench.codigo  # Windows: outra unidade de disco
+    print("\nKV Store (%s) contra o eco; %s %s; %d CPUs; %d rodadas; %.0f s"
+          % (codigo, platform.python_implementation(),
+             platform.python_version(), os.cpu_count(), bench.p["rodadas"],
+             time.monotonic() - inicio))
+    if bench.tamanho_snapshot:
+        print("JOIN: líder com %d keys, snapshot de %.1f MB"
+              % (opcoes.keys_join, bench.tamanho_snapshot / 1e6))
+    print(tabela(resumo))
+    if opcoes.json:
+        with open(opcoes.json, "w", encoding="utf-8") as f:
+            json.dump({"python": platform.python_version(), "cpus": os.cpu_count(),
+                       "parametros": bench.p, "codigo": bench.codigo,
+                       "keys_join": opcoes.keys_join, "bytes_snapshot": bench.tamanho_snapshot,
+                       "medidas": resumo},
+                      f, ensure_ascii=False, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(principal(sys.argv[1:]))
