@@ -192,8 +192,12 @@ class Servidor:
                 # Falta de descritores (EMFILE) e afins: espera um pouco e segue aceitando.
                 self.parar.wait(0.1)
                 continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(None)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.settimeout(None)
+            except OSError:
+                sock.close()  # o cliente desistiu entre o connect e o accept
+                continue
             try:
                 # [threads] Cada conexão ganha a sua thread.
                 Servidor.Conexao(self, sock, endereco).start()
@@ -593,7 +597,10 @@ class Servidor:
                     return 2
         if atraso and servidor.eh_lider:
             servidor.avisar("Aviso: --atraso-replicacao vale só para seguidores; ignorado.")
-        servidor.servir()
+        try:
+            servidor.servir()
+        finally:
+            servidor.fechar()  # Ctrl+C: a porta fecha antes de o processo sair
         return 0
 
 
