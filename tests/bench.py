@@ -22,12 +22,14 @@ Medidas:
 Uso:
     python tests/bench.py [--json arquivo.json] [--rapido] [--codigo PASTA] [--rodadas N]
                           [--clientes 1,8,32] [--fases latencia,vazao,join] [--keys-join N]
+                          [--fixar] [--perfil PASTA] [--manter]
     python tests/bench.py --eco PORTA        # só o servidor eco (o bench o inicia sozinho)
 
 --codigo PASTA roda Servidor.py e Mensagem.py de outra pasta (padrão: a raiz do repositório),
 para comparar uma mudança com o código atual. --perfil PASTA grava, com py-spy (se instalado),
 um perfil de cada servidor durante as fases de vazão. Numa máquina com outras cargas,
-"nice -n -10 python tests/bench.py" (como root) tira boa parte da interferência.
+"nice -n -10 python tests/bench.py" (como root) tira boa parte da interferência, e --fixar
+(Linux) prende cada servidor num núcleo, o que tira a maior parte da oscilação da vazão.
 """
 
 import argparse
@@ -296,6 +298,15 @@ def unido(porta):
     return resposta is not None and resposta.get("tipo") == "GET_OK"
 
 
+def fixar_processo(pid, cpus):
+    """Prende todas as threads do processo (e as que ele criar depois) nestas CPUs (Linux)."""
+    for tarefa in os.listdir("/proc/%d/task" % pid):
+        try:
+            os.sched_setaffinity(int(tarefa), cpus)
+        except (ProcessLookupError, FileNotFoundError):
+            pass  # uma thread de conexão que acabou de terminar
+
+
 def p99(ordenadas):
     return ordenadas[min(len(ordenadas) - 1, int(len(ordenadas) * 0.99))]
 
@@ -329,6 +340,7 @@ class Bench:
             self.p["rodadas"] = opcoes.rodadas
         self.medidas = {}     # nome -> {"kv": [...], "eco": [...], "razoes": [...]}
         self.tamanho_snapshot = None
+        self.cpus_cliente = None   # --fixar: CPUs do cliente da latência
 
     # ---- processos ----
 
@@ -374,7 +386,7 @@ class Bench:
                     raise RuntimeError("pré-carga: resposta %r" % resposta[:200])
         sock.close()
 
-    def geradores(self, specs, duracao=None):
+    def geradores(self, specs, duracao=None, cpus=None):
         """Roda os geradores (um processo cada) e devolve os resultados.
 
         Com duracao (vazão): espera todos dizerem "pronto" e só então marca a mesma janela
@@ -386,6 +398,8 @@ class Bench:
                 procs.append(subprocess.Popen(
                     [sys.executable, os.path.abspath(__file__), "--gerador", json.dumps(spec)],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=erro, cwd=RAIZ))
+            if cpus:
+                fixar_processo(procs[-1].pid, cpus)
         try:
             if duracao is not None:
                 for proc in procs:
@@ -415,6 +429,9 @@ class Bench:
                 proc.stdin.close()
                 proc.stdout.close()
 
+    def servidor_da_porta(self, porta):
+        return ([self.lider] + self.seguidores)[self.portas.index(porta)]
+
     def anotar(self, nome, kv, eco):
         medida = self.medidas.setdefault(nome, {"kv": [], "eco": [], "razoes": []})
         medida["kv"].append(kv)
@@ -432,6 +449,23 @@ class Bench:
                 kv = rodar_kv()
             yield kv, eco
 
+    def fixar(self, alvo):
+        """--fixar: o eco e o servidor que atende o cliente na última CPU, os outros nas demais.
+
+        O cliente da latência também vai para as demais: a ida e volta é sempre entre núcleos,
+        igual para o KV e o eco. Os geradores de vazão ficam livres.
+
+        Sem isso, numa VM o escalonador espalha as threads de um servidor pelos núcleos e cada
+        troca do GIL vira um despertar entre núcleos; a vazão muda até 2x entre rodadas.
+        """
+        if not self.opcoes.fixar:
+            return
+        ultima = {os.cpu_count() - 1}
+        self.cpus_cliente = set(range(os.cpu_count() - 1)) or ultima
+        fixar_processo(self.eco.pid, ultima)
+        for proc in [self.lider] + self.seguidores:
+            fixar_processo(proc.pid, ultima if proc is alvo else self.cpus_cliente)
+
     # ---- fases ----
 
     def latencias(self):
@@ -440,10 +474,12 @@ class Bench:
                  ("PUT no líder", "PUT", self.portas[0], "PUT_OK"),
                  ("PUT no seguidor", "PUT", self.portas[2], "PUT_OK")]
         for nome, tipo, porta, esperado in casos:
+            self.fixar(self.servidor_da_porta(porta))
+
             def medir(porta, esperado):
                 spec = {"modo": "latencia", "porta": porta, "tipo": tipo, "esperado": esperado,
                         "semente": 7, "n": self.p["n_latencia"]}
-                amostras = sorted(self.geradores([spec])[0]["amostras"])
+                amostras = sorted(self.geradores([spec], cpus=self.cpus_cliente)[0]["amostras"])
                 return statistics.median(amostras), p99(amostras)
             for kv, eco in self.pares(lambda: medir(porta, esperado),
                                       lambda: medir(self.porta_eco, tipo)):
@@ -454,6 +490,7 @@ class Bench:
     def vazoes(self):
         casos = [("GET", self.portas[1], "GET_OK"), ("PUT", self.portas[0], "PUT_OK")]
         for tipo, porta, esperado in casos:
+            self.fixar(self.servidor_da_porta(porta))
             for clientes in self.opcoes.clientes:
                 def medir(porta, esperado, pids):
                     processos = min(clientes, MAX_PROCESSOS)
@@ -638,6 +675,9 @@ def principal(argv):
                             help="quais fases rodar, separadas por vírgula")
     analisador.add_argument("--clientes", default=[1, 8, 32], type=inteiros,
                             help="clientes simultâneos nas fases de vazão (padrão 1,8,32)")
+    analisador.add_argument("--fixar", action="store_true",
+                            help="Linux: eco e servidor medido numa CPU, os outros servidores "
+                                 "nas demais (menos oscilação; ver Bench.fixar)")
     analisador.add_argument("--perfil", metavar="PASTA", help="perfil py-spy das fases de vazão")
     analisador.add_argument("--manter", action="store_true", help="não apaga as saídas")
     analisador.add_argument("--eco", type=int, metavar="PORTA", help=argparse.SUPPRESS)
@@ -653,6 +693,8 @@ def principal(argv):
         rodar_gerador(json.loads(opcoes.gerador))
         return 0
 
+    if opcoes.fixar and not hasattr(os, "sched_setaffinity"):
+        analisador.error("--fixar só funciona no Linux")
     fases = opcoes.fases.split(",")
     pasta = tempfile.mkdtemp(prefix="kv-bench-")
     inicio = time.monotonic()
@@ -671,7 +713,8 @@ def principal(argv):
                 else:
                     bench.vazoes()
             if "join" in fases:
-                # Sem o cluster principal rodando ao lado: só o líder do JOIN e o eco.
+                # Sem o cluster principal rodando ao lado: só o líder do JOIN e o eco (o JOIN
+                # não é fixado em CPUs).
                 bench.lider.terminar()
                 for s in bench.seguidores:
                     s.terminar()
@@ -684,9 +727,9 @@ def principal(argv):
         codigo = os.path.relpath(bench.codigo)
     except ValueError:
         codigo = bench.codigo  # Windows: outra unidade de disco
-    print("\nKV Store (%s) contra o eco; %s %s; %d CPUs; %d rodadas; %.0f s"
-          % (codigo, platform.python_implementation(),
-             platform.python_version(), os.cpu_count(), bench.p["rodadas"],
+    print("\nKV Store (%s) contra o eco; %s %s; %d CPUs%s; %d rodadas; %.0f s"
+          % (codigo, platform.python_implementation(), platform.python_version(),
+             os.cpu_count(), " (--fixar)" if opcoes.fixar else "", bench.p["rodadas"],
              time.monotonic() - inicio))
     if bench.tamanho_snapshot:
         print("JOIN: líder com %d keys, snapshot de %.1f MB"
@@ -695,7 +738,7 @@ def principal(argv):
     if opcoes.json:
         with open(opcoes.json, "w", encoding="utf-8") as f:
             json.dump({"python": platform.python_version(), "cpus": os.cpu_count(),
-                       "parametros": bench.p, "codigo": bench.codigo,
+                       "parametros": bench.p, "codigo": bench.codigo, "fixar": opcoes.fixar,
                        "keys_join": opcoes.keys_join, "bytes_snapshot": bench.tamanho_snapshot,
                        "medidas": resumo},
                       f, ensure_ascii=False, indent=1)
