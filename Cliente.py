@@ -1,5 +1,6 @@
-"""Cliente do KV Store: o menu INIT/PUT/GET sobre uma pequena biblioteca (SPEC, seções 2, 3 e 7)."""
+"""Cliente do KV Store: o menu INIT/PUT/GET sobre uma pequena biblioteca (enunciado, seções 4 e 6)."""
 
+import os
 import random
 import select
 import socket
@@ -15,12 +16,17 @@ class Cliente:
     IP_PADRAO = "127.0.0.1"
     PORTAS_PADRAO = (10097, 10098, 10099)
     PRAZO_CONEXAO = 3.0       # para conectar a um servidor
+    # Um GET é respondido na hora; servidor que não responde nisso (pausado) é pulado.
+    PRAZO_GET = 5.0
+    # Um PUT espera os seguidores (o líder retira quem não confirma em 40 s), e pelo
+    # seguidor ainda passa pelo líder: até 90 s. Depois disso, o servidor é dado como caído.
+    PRAZO_PUT = 100.0
     FATIA_ESPERA = 0.5        # espera a resposta em fatias: Ctrl+C funciona no Windows
     PAUSA_APOS_FALHA = 5.0    # servidor que falhou vai para o fim da fila por um tempo
     MENU = "INIT, PUT ou GET? "
     AVISO_MENU = "Opção inválida: digite INIT, PUT ou GET."
 
-    def __init__(self, prazo_resposta=None):
+    def __init__(self, prazo_get=PRAZO_GET, prazo_put=PRAZO_PUT):
         self.servidores = []
         # Um timestamp por key, começando em 0; só sobe (PUT_OK e GET_OK).
         self.timestamps = {}
@@ -28,12 +34,12 @@ class Cliente:
         self.conexoes = {}
         # Servidor -> instante da última falha.
         self.falhas = {}
-        # None: espera a resposta o quanto for preciso (um PUT espera seguidores lentos).
-        self.prazo_resposta = prazo_resposta
+        self.prazos = {Mensagem.GET: prazo_get, Mensagem.PUT: prazo_put}
 
     # ------------------------------------------------------------ a biblioteca
 
     # [4a] INIT: guarda os três servidores (IP e porta); as conexões abrem no primeiro uso.
+    # O cliente não sabe quem é o líder (enunciado, seção 4a).
     def inicializar(self, servidores):
         """Define os servidores [(ip, porta), ...]; fecha conexões antigas."""
         self.fechar()
@@ -43,11 +49,15 @@ class Cliente:
 
     # [4b] PUT: envia key e value a um servidor ao acaso; PUT_OK traz o timestamp da key.
     def put(self, key, value, servidor=None):
-        """PUT; devolve (resposta, servidor). A resposta é PUT_OK ou ERRO."""
+        """PUT; devolve (resposta, servidor). A resposta é PUT_OK ou ERRO.
+
+        O id do pedido deixa o líder reconhecer uma repetição: se o servidor cai depois de
+        receber o PUT, o mesmo pedido vai a outro servidor sem risco de gravar duas vezes.
+        """
         Cliente.validar_key(key)
         if value is not None and not isinstance(value, str):
             raise ValueError("o value deve ser texto")
-        pedido = Mensagem(Mensagem.PUT, key=key, value=value)
+        pedido = Mensagem(Mensagem.PUT, key=key, value=value, id=os.urandom(8).hex())
         resposta, servidor = self.requisitar(pedido, servidor, (Mensagem.PUT_OK,))
         if resposta.tipo == Mensagem.PUT_OK:
             self.atualizar(key, resposta.timestamp)
@@ -87,24 +97,39 @@ class Cliente:
     def requisitar(self, pedido, servidor, esperados):
         """Manda a um servidor (o escolhido ou um ao acaso) e devolve (resposta, servidor).
 
-        Servidor fora do ar, que cai no meio ou que responde fora do protocolo é pulado
-        para o próximo; ConnectionError só quando nenhum responde.
+        Servidor fora do ar, que não responde no prazo, que cai no meio ou que responde fora
+        do protocolo é pulado para o próximo (o PUT vai com o mesmo id); ConnectionError,
+        com a frase para a pessoa, só quando nenhum responde.
         """
         if not self.servidores and servidor is None:
             raise ValueError("faça INIT antes")
+        linha = pedido.para_linha()  # texto que não dá para enviar é erro daqui, não da rede
+        talvez_feito = False
         for candidato in ([tuple(servidor)] if servidor is not None else self.ordem()):
+            enviado = False
             try:
-                resposta = self.trocar(candidato, pedido)
+                sock, arquivo = self.conexao(candidato)
+                sock.sendall(linha)
+                enviado = True
+                self.esperar_resposta(sock, self.prazos[pedido.tipo])
+                resposta = Mensagem.receber(arquivo, limite=Mensagem.LIMITE_RESPOSTA)
+                if resposta is None:
+                    raise ConnectionError("o servidor fechou a conexão")
                 if resposta.tipo not in esperados + (Mensagem.ERRO,) or (
                         resposta.tipo != Mensagem.ERRO and resposta.key != pedido.key):
                     raise ValueError("resposta %s fora do protocolo" % resposta.tipo)
             except (OSError, ValueError):
+                talvez_feito = talvez_feito or enviado
                 self.descartar(candidato)
                 self.falhas[candidato] = time.monotonic()
                 continue
             self.falhas.pop(candidato, None)
             return resposta, candidato
-        raise ConnectionError("nenhum servidor respondeu")
+        if pedido.tipo == Mensagem.GET:
+            raise ConnectionError("Nenhum servidor respondeu ao GET.")
+        if talvez_feito:
+            raise ConnectionError("Nenhum servidor confirmou; o PUT pode ou não ter sido feito.")
+        raise ConnectionError("Nenhum servidor respondeu; o PUT não foi feito.")
 
     def ordem(self):
         """Servidores ao acaso, os que falharam há pouco por último (no Windows, um
@@ -114,16 +139,6 @@ class Cliente:
         random.shuffle(fila)
         fila.sort(key=lambda s: agora - self.falhas.get(s, -1e9) < Cliente.PAUSA_APOS_FALHA)
         return fila
-
-    def trocar(self, servidor, pedido):
-        """Envia o pedido e lê uma resposta pela conexão persistente com o servidor."""
-        sock, arquivo = self.conexao(servidor)
-        pedido.enviar(sock)
-        self.esperar_resposta(sock)
-        resposta = Mensagem.receber(arquivo, limite=Mensagem.LIMITE_RESPOSTA)
-        if resposta is None:
-            raise ConnectionError("o servidor fechou a conexão")
-        return resposta
 
     def conexao(self, servidor):
         """A conexão persistente com o servidor; reaberta se ele a fechou nesse meio tempo."""
@@ -136,21 +151,22 @@ class Cliente:
         sock = socket.create_connection(servidor, Cliente.PRAZO_CONEXAO)
         # Sem Nagle: cada requisição é uma linha curta que deve sair já.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.prazo_resposta)
+        # O prazo do envio; a resposta é esperada em esperar_resposta, com o prazo do pedido.
+        sock.settimeout(max(self.prazos.values()))
         self.conexoes[servidor] = (sock, sock.makefile("rb"))
         return self.conexoes[servidor]
 
     # [sem-threads] O cliente não cria threads: um pedido por vez, e a espera em fatias
     # curtas de select() deixa Ctrl+C funcionar no Windows.
-    def esperar_resposta(self, sock):
-        """Espera a resposta em fatias curtas (a thread principal segue ouvindo Ctrl+C)."""
-        limite = None if self.prazo_resposta is None else time.monotonic() + self.prazo_resposta
+    def esperar_resposta(self, sock, prazo):
+        """Espera o começo da resposta em fatias curtas (a thread principal segue ouvindo
+        Ctrl+C); socket.timeout depois do prazo."""
+        limite = time.monotonic() + prazo
         fatia = Cliente.FATIA_ESPERA
         while not select.select([sock], [], [], fatia)[0]:
-            if limite is not None:
-                fatia = min(Cliente.FATIA_ESPERA, limite - time.monotonic())
-                if fatia <= 0:
-                    raise socket.timeout("o servidor não respondeu a tempo")
+            fatia = min(Cliente.FATIA_ESPERA, limite - time.monotonic())
+            if fatia <= 0:
+                raise socket.timeout("o servidor não respondeu a tempo")
 
     def descartar(self, servidor):
         existente = self.conexoes.pop(servidor, None)
@@ -168,9 +184,10 @@ class Cliente:
             acao = acoes.get(opcao)
             if acao is not None:
                 acao()
-            elif opcao:
+            else:
                 Cliente.avisar(Cliente.AVISO_MENU)
 
+    # [4a] Inicialização: IP e porta dos três servidores, lidos do teclado.
     def menu_init(self):
         servidores = []
         for numero, porta_padrao in enumerate(Cliente.PORTAS_PADRAO, start=1):
@@ -189,15 +206,19 @@ class Cliente:
         value = input("Value: ")
         try:
             resposta, servidor = self.put(key, value)
-        except ConnectionError:
-            Cliente.avisar("Nenhum servidor respondeu; o PUT não foi feito.")
+        except ValueError as erro:
+            Cliente.avisar("Value inválido: %s; o PUT não foi feito." % erro)
+            return
+        except ConnectionError as erro:
+            Cliente.avisar(str(erro))
             return
         if resposta.tipo == Mensagem.ERRO:
             Cliente.avisar("Erro do servidor %s:%d: %s" % (servidor + (resposta.value,)))
             return
+        # [4b] A linha do PUT_OK (enunciado, seção 6).
         print("PUT_OK key: %s value %s timestamp %d realizada no servidor %s:%d"
-              % ((key, Cliente.mostrar(resposta.value), resposta.timestamp) + servidor),
-              flush=True)
+              % ((Mensagem.mostrar(key), Mensagem.mostrar(resposta.value), resposta.timestamp)
+                 + servidor), flush=True)
 
     def menu_get(self):
         if not self.servidores:
@@ -209,18 +230,23 @@ class Cliente:
         enviado = self.timestamps.get(key, 0)
         try:
             resposta, servidor = self.get(key)
-        except ConnectionError:
-            Cliente.avisar("Nenhum servidor respondeu ao GET.")
+        except ValueError as erro:
+            Cliente.avisar("Key inválida: %s." % erro)
+            return
+        except ConnectionError as erro:
+            Cliente.avisar(str(erro))
             return
         if resposta.tipo == Mensagem.ERRO:
             Cliente.avisar("Erro do servidor %s:%d: %s" % (servidor + (resposta.value,)))
             return
         if resposta.tipo == Mensagem.GET_OK:
-            valor = Cliente.mostrar(resposta.value)
+            valor = Mensagem.mostrar(resposta.value)
         else:
             valor = Mensagem.TRY_OTHER_SERVER_OR_LATER
+        # [4c] A linha da resposta do GET (enunciado, seção 6).
         print("GET key: %s value: %s obtido do servidor %s:%d, meu timestamp %d e do servidor %d"
-              % ((key, valor) + servidor + (enviado, resposta.timestamp)), flush=True)
+              % ((Mensagem.mostrar(key), valor) + servidor + (enviado, resposta.timestamp)),
+              flush=True)
 
     @staticmethod
     def perguntar_porta(numero, padrao):
@@ -228,7 +254,7 @@ class Cliente:
             texto = input("Porta do servidor %d [%d]: " % (numero, padrao)).strip()
             if not texto:
                 return padrao
-            if texto.isdigit() and 1 <= int(texto) <= 65535:
+            if Mensagem.porta_valida(texto):
                 return int(texto)
             Cliente.avisar("Porta inválida: use um número de 1 a 65535.")
 
@@ -241,12 +267,8 @@ class Cliente:
         return key
 
     @staticmethod
-    def mostrar(valor):
-        return "NULL" if valor is None else valor
-
-    @staticmethod
     def avisar(linha):
-        """Linha de erro para a pessoa, em stderr: stdout fica só com a SPEC seção 3."""
+        """Linha de erro para a pessoa, em stderr: stdout fica só com as linhas da seção 6."""
         print(linha, file=sys.stderr, flush=True)
 
 

@@ -1,4 +1,4 @@
-"""Mensagem: a única coisa que trafega na rede, como uma linha JSON."""
+"""Mensagem: a única coisa que trafega na rede, como uma linha JSON (enunciado, seção 8)."""
 
 import json
 
@@ -18,7 +18,7 @@ class Mensagem:
     REPLICATION_OK = "REPLICATION_OK"
     ERRO = "ERRO"
 
-    # Campos obrigatórios de cada tipo; "origem" é opcional no PUT (PUT encaminhado).
+    # Campos obrigatórios de cada tipo.
     CAMPOS = {
         PUT: ("key", "value"),
         PUT_OK: ("key", "value", "timestamp"),
@@ -28,27 +28,41 @@ class Mensagem:
         JOIN: ("origem",),
         JOIN_OK: ("dados", "timestamp"),
         REPLICATION: ("key", "value", "timestamp"),
-        REPLICATION_OK: ("key", "timestamp"),
+        REPLICATION_OK: ("timestamp",),
         ERRO: ("value",),
     }
+    # Campos opcionais: "origem" no PUT encaminhado; "id" deixa o líder reconhecer um PUT
+    # repetido; o JOIN leva o contador e a tabela do seguidor; o REPLICATION_OK do snapshot
+    # não tem key.
+    OPCIONAIS = {
+        PUT: ("origem", "id"),
+        PUT_OK: ("id",),
+        JOIN: ("timestamp", "dados"),
+        REPLICATION_OK: ("key",),
+    }
 
-    # Uma linha maior que isto é recusada (SPEC 5): protege a memória do servidor.
+    # Uma linha maior que isto é recusada: protege a memória do servidor.
     LIMITE_LINHA = 16 * 1024 * 1024
-    # A resposta a um pedido legal leva o mesmo value mais tipo e timestamp (dezenas de bytes):
-    # quem lê respostas aceita esta folga, senão um PUT legal teria um PUT_OK ilegível.
-    LIMITE_RESPOSTA = LIMITE_LINHA + 1024
+    # A resposta a um pedido legal leva o mesmo value mais tipo e timestamp (dezenas de bytes),
+    # e o PUT encaminhado leva a origem: quem lê aceita esta folga, e o que passa do limite
+    # por causa dela é conferido em receber().
+    FOLGA = 1024
+    LIMITE_RESPOSTA = LIMITE_LINHA + FOLGA
     # Timestamps cabem em 64 bits, como o zxid do ZooKeeper; acima disso é entrada inválida.
     MAIOR_TIMESTAMP = 2 ** 63 - 1
+    MAIOR_ID = 64
 
-    __slots__ = ("tipo", "key", "value", "timestamp", "origem", "dados")
+    __slots__ = ("tipo", "key", "value", "timestamp", "origem", "dados", "id")
 
-    def __init__(self, tipo, key=None, value=None, timestamp=None, origem=None, dados=None):
+    def __init__(self, tipo, key=None, value=None, timestamp=None, origem=None, dados=None,
+                 id=None):
         self.tipo = tipo
         self.key = key
         self.value = value
         self.timestamp = timestamp
         self.origem = origem
         self.dados = dados
+        self.id = id
 
     def __repr__(self):
         campos = ", ".join("%s=%r" % (c, getattr(self, c)) for c in self.__slots__
@@ -62,14 +76,21 @@ class Mensagem:
         objeto = {"tipo": self.tipo}
         for campo in Mensagem.CAMPOS[self.tipo]:
             objeto[campo] = getattr(self, campo)
-        if self.origem is not None:
-            objeto["origem"] = self.origem
+        for campo in Mensagem.OPCIONAIS.get(self.tipo, ()):
+            if getattr(self, campo) is not None:
+                objeto[campo] = getattr(self, campo)
         # ensure_ascii=False: acentos viajam como UTF-8; o JSON escapa \n dentro das strings.
-        return (Mensagem.CODIFICADOR.encode(objeto) + "\n").encode("utf-8")
+        # Texto que não é Unicode válido (um \ud800 solto) levanta ValueError aqui, antes da rede.
+        try:
+            return (Mensagem.CODIFICADOR.encode(objeto) + "\n").encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a mensagem tem texto que não é Unicode válido") from None
 
     @classmethod
     def de_linha(cls, linha):
         """Valida e converte uma linha recebida; entrada inválida levanta ValueError."""
+        if linha.startswith(b"\xef\xbb\xbf"):
+            linha = linha[3:]  # BOM do UTF-8 que alguns editores põem no começo: tolerado
         try:
             texto = linha.decode("utf-8")
         except UnicodeDecodeError:
@@ -90,8 +111,9 @@ class Mensagem:
             if campo not in objeto:
                 raise ValueError("falta o campo %s em %s" % (campo, tipo))
             setattr(mensagem, campo, cls._validar(campo, objeto[campo]))
-        if "origem" in objeto and tipo in (cls.PUT, cls.JOIN):
-            mensagem.origem = cls._validar("origem", objeto["origem"])
+        for campo in cls.OPCIONAIS.get(tipo, ()):
+            if objeto.get(campo) is not None:
+                setattr(mensagem, campo, cls._validar(campo, objeto[campo]))
         return mensagem
 
     # ---- enquadramento: a mensagem é dona do socket na hora de enviar e receber ----
@@ -105,13 +127,16 @@ class Mensagem:
         """Lê uma mensagem de arquivo (socket.makefile("rb")); None quando a conexão terminou.
 
         limite=None só para quem confia no outro lado: o snapshot do líder pode passar de 16 MiB.
+        Um PUT legal é legal por qualquer servidor: a origem que o seguidor acrescenta ao
+        encaminhar não conta no limite.
 
         Linha inválida ou longa demais levanta ValueError (a linha inteira é consumida).
         Uma linha cortada pelo fim da conexão devolve None: o outro lado caiu no meio.
         """
-        linha = arquivo.readline(-1 if limite is None else limite + 1)
+        maximo = -1 if limite is None else limite + cls.FOLGA + 1
+        linha = arquivo.readline(maximo)
         if not linha.endswith(b"\n"):
-            if limite is None or len(linha) <= limite:
+            if limite is None or len(linha) < maximo:
                 return None
             # Descarta o resto da linha em pedaços: a próxima mensagem continua legível.
             while not linha.endswith(b"\n"):
@@ -119,7 +144,15 @@ class Mensagem:
                 if not linha:
                     return None
             raise ValueError("linha maior que 16 MiB")
-        return cls.de_linha(linha)
+        mensagem = cls.de_linha(linha)
+        if limite is not None and len(linha) > limite:
+            # Origem (do seguidor) e id (do Cliente) vão junto, mas não contam no limite.
+            acrescimo = sum(len(',"%s":""' % campo) + len(valor.encode("utf-8"))
+                            for campo, valor in (("origem", mensagem.origem), ("id", mensagem.id))
+                            if valor is not None)
+            if len(linha) - acrescimo > limite:
+                raise ValueError("linha maior que 16 MiB")
+        return mensagem
 
     @classmethod
     def receber_lote(cls, arquivo, resto):
@@ -144,14 +177,17 @@ class Mensagem:
     # ---- validação de cada campo ----
 
     @staticmethod
-    def _recusar_constante(nome):
-        raise ValueError("constante %s não é permitida" % nome)
+    def _constante(nome):
+        # NaN e Infinity não são JSON: ficam como texto, que nenhum campo numérico aceita
+        # (num campo desconhecido, são ignorados como o resto).
+        return nome
 
     @staticmethod
     def _inteiro(digitos):
-        # Converter milhões de dígitos leva minutos no Python 3.8: recusa antes de converter.
+        # Converter milhões de dígitos leva minutos no Python 3.8: número longo fica como
+        # texto, que a validação de timestamp recusa (e um campo desconhecido ignora).
         if len(digitos) > 20:
-            raise ValueError("número grande demais")
+            return digitos
         return int(digitos)
 
     @staticmethod
@@ -184,6 +220,10 @@ class Mensagem:
             return cls._timestamp(valor)
         if campo == "origem":
             return cls._origem(valor)
+        if campo == "id":
+            if not 0 < len(cls._texto(campo, valor)) <= cls.MAIOR_ID:
+                raise ValueError("id deve ter de 1 a %d caracteres" % cls.MAIOR_ID)
+            return valor
         return cls._dados(valor)
 
     @classmethod
@@ -196,7 +236,7 @@ class Mensagem:
     @classmethod
     def _origem(cls, valor):
         ip, _, porta = cls._texto("origem", valor).rpartition(":")
-        if not ip or not porta.isdigit() or not 1 <= int(porta) <= 65535:
+        if not ip or not cls.porta_valida(porta):
             raise ValueError("origem deve ser \"ip:porta\", veio %s" % cls._curto(valor))
         return valor
 
@@ -213,8 +253,31 @@ class Mensagem:
         return valor
 
 
+    # ---- como um campo aparece no console ----
+
+    @staticmethod
+    def porta_valida(texto):
+        """Porta: só dígitos ASCII (não "²" nem "１", que isdigit() aceita), de 1 a 65535."""
+        return texto.isascii() and texto.isdigit() and len(texto) <= 5 and 1 <= int(texto) <= 65535
+
+    @staticmethod
+    def mostrar(valor):
+        """O texto de uma key ou value numa linha de console: NULL para nulo, e quebras de
+        linha e outros caracteres de controle escapados (um evento é uma linha; o tab fica)."""
+        if valor is None:
+            return "NULL"
+        if valor.isprintable():
+            return valor  # o caso comum, sem cópia
+        return valor.translate(Mensagem.ESCAPES)
+
+
 # Um codificador e um decodificador para todas as mensagens: json.dumps e json.loads com opções
 # criam um novo a cada chamada. Ficam aqui, depois da classe, porque usam métodos dela.
 Mensagem.CODIFICADOR = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-Mensagem.DECODIFICADOR = json.JSONDecoder(parse_constant=Mensagem._recusar_constante,
+Mensagem.DECODIFICADOR = json.JSONDecoder(parse_constant=Mensagem._constante,
                                           parse_int=Mensagem._inteiro)
+# Caracteres que quebrariam ou falsificariam uma linha de console: os de controle (C0, DEL, C1)
+# e os separadores de linha e parágrafo do Unicode. O tab não quebra a linha e fica como é.
+Mensagem.ESCAPES = {c: "\\x%02x" % c for c in list(range(0x20)) + list(range(0x7F, 0xA0))}
+Mensagem.ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+del Mensagem.ESCAPES[0x09]

@@ -1,59 +1,93 @@
-"""Servidor do KV Store: líder ou seguidor, uma thread por conexão (SPEC, seções 2 a 5)."""
+"""Servidor do KV Store: líder ou seguidor, uma thread por conexão (enunciado, seções 3 e 5)."""
 
+import collections
 import errno
 import os
+import queue
 import select
 import socket
 import sys
 import threading
-from collections import deque
+import time
 
 from Mensagem import Mensagem
 
 
 class Servidor:
-    """Um servidor do KV store; é o líder quando o próprio endereço é o do líder."""
+    """Um servidor do KV store; é o líder quando o endereço do líder é um dos seus.
+
+    Travas, sempre nesta ordem: trava_put, depois trava_tabela ou confirmacoes.
+      - trava_put (líder): ordem total dos PUTs: timestamp, tabela, registro em disco e envio
+        das REPLICATIONs; guarda também o conjunto de canais (seguidores unidos).
+      - trava_tabela: só operações no dicionário, nunca presa durante rede ou disco.
+      - confirmacoes (Condition com trava própria, líder): os REPLICATION_OK que chegam; o PUT
+        espera nela, fora da trava_put, até todos os seguidores confirmarem.
+    """
 
     IP_PADRAO = "127.0.0.1"
     PORTA_PADRAO = 10097
-    INTERVALO_ACCEPT = 0.5   # accept() com prazo: no Windows um accept() bloqueado ignora Ctrl+C
+    # Esperas em fatias: no Windows um accept() bloqueado ignora Ctrl+C, e os prazos dos
+    # canais são conferidos a cada fatia.
+    FATIA = 0.5
     PRAZO_CONEXAO = 3.0      # para conectar ao líder
     PRAZO_LINHA = 10.0       # para terminar uma linha já começada (cliente que trava no meio)
-    PRAZO_JOIN = 30.0        # para o líder responder ao JOIN com o snapshot
+    ATRASO_MAXIMO = 30.0     # maior --atraso-replicacao aceito
+    # Seguidor que não confirma uma REPLICATION neste prazo sai do conjunto e os PUTs seguem;
+    # maior que ATRASO_MAXIMO, para o seguidor lento da demonstração nunca ser retirado.
+    PRAZO_REPLICACAO = 40.0
+    # O seguidor espera a resposta de um PUT encaminhado: o líder pode esperar um seguidor
+    # pelo PRAZO_REPLICACAO e ainda mandar a REPLICATION com o mesmo prazo.
+    PRAZO_ENCAMINHAMENTO = 2 * PRAZO_REPLICACAO + 10.0
     INTERVALO_REJOIN = 0.5   # entre tentativas do seguidor de entrar no líder
+    AVISO_SEM_LIDER = 5.0    # seguidor sem líder por tanto tempo diz isso uma vez
+    # Líder que sobe vazio segura PUTs por este tempo: os seguidores vivos entram antes e o
+    # líder adota a tabela do mais adiantado (quatro tentativas de JOIN cabem nele).
+    ESPERA_INICIAL = 4 * INTERVALO_REJOIN
+    MAXIMO_IDS = 100000      # ids de PUT lembrados para reconhecer um PUT repetido
+    PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
     USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
-           " [--atraso-replicacao SEGUNDOS]")
+           " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]")
 
-    def __init__(self, ip, porta, ip_lider, porta_lider, atraso_replicacao=0.0):
+    def __init__(self, ip, porta, ip_lider, porta_lider, atraso_replicacao=0.0, dados=None,
+                 fsync=False):
         self.ip = ip
         self.porta = porta
         self.endereco = "%s:%d" % (ip, porta)
         self.lider = (ip_lider, porta_lider)
         self.endereco_lider = "%s:%d" % self.lider
-        self.eh_lider = Servidor.mesmo_endereco((ip, porta), self.lider)
+        self.eh_lider = Servidor.mesmo_servidor((ip, porta), self.lider)
         self.atraso_replicacao = atraso_replicacao
         # A tabela: key -> (value, timestamp). Entradas são trocadas, nunca alteradas.
         self.tabela = {}
-        # Líder: o contador lógico global (como o zxid). Seguidor: o maior ts já aplicado.
+        # Líder: o contador lógico global (como o zxid). Seguidor: o maior ts que tem.
         self.contador = 0
-        # Ordem fixa: trava_put antes de trava_tabela. A de tabela nunca fica presa em rede.
         self.trava_put = threading.Lock()
         self.trava_tabela = threading.Lock()
-        # Folhas: nunca se pega outra trava com uma destas.
-        self.trava_confirmacao = threading.Lock()
-        self.trava_saida = threading.Lock()
-        # Líder: origem "ip:porta" do seguidor -> a Conexao que é o seu canal de replicação.
+        self.confirmacoes = threading.Condition(threading.Lock())
+        # Líder: origem "ip:porta" do seguidor -> o seu Canal (só seguidores unidos).
         self.canais = {}
-        # Seguidor: só responde GET com valor depois de receber o snapshot do líder.
+        # Líder: id de PUT -> timestamp que recebeu (o PUT repetido não grava de novo).
+        self.ids = collections.OrderedDict()
+        # Líder: algum PUT já foi aceito desde que subiu? Antes disso, um seguidor mais
+        # adiantado que o líder é adotado; depois, as histórias divergiram.
+        self.aceitou_put = False
+        self.liberar_puts = 0.0
+        # Registro em disco (--dados): arquivo aberto para acrescentar, e linhas desde o snapshot.
+        self.pasta = dados
+        self.fsync = fsync
+        self.registro = None
+        self.linhas_registro = 0
+        # Seguidor: só responde GET com valor depois de instalar o snapshot do líder.
         self.juntou = self.eh_lider
         self.parar = threading.Event()
         self.ouvinte = None
+        self.saida = queue.Queue()
+        self.console = Servidor.Console(self.saida)
+        self.avisados = set()
         # Tabela de despacho: tipo -> tratador. Tipo fora dela recebe ERRO.
         self.tratadores = {
             Mensagem.PUT: self.tratar_put,
             Mensagem.GET: self.tratar_get,
-            Mensagem.JOIN: self.tratar_join,
-            Mensagem.REPLICATION_OK: self.tratar_replication_ok,
             Mensagem.REPLICATION: self.recusar_replicacao,
             Mensagem.JOIN_OK: self.recusar_replicacao,
         }
@@ -61,26 +95,24 @@ class Servidor:
     # ------------------------------------------------------------------ threads
 
     class Conexao(threading.Thread):
-        """Atende uma conexão aceita: lê requisição, trata, responde, até ela fechar."""
+        """Atende uma conexão aceita: lê pedido, trata, responde, até ela fechar.
+
+        Um JOIN faz da conexão o canal de um seguidor: ela passa para um Canal e esta
+        thread termina sem fechá-la.
+        """
 
         def __init__(self, servidor, sock, endereco):
             super().__init__(daemon=True, name="conexao-%s:%d" % endereco[:2])
             self.servidor = servidor
             self.sock = sock
             self.cliente = "%s:%d" % endereco[:2]
-            # Se a conexão virar canal de replicação (JOIN): a origem do seguidor e, em
-            # ordem, (ts, espera) de cada REPLICATION ainda sem REPLICATION_OK.
-            self.origem = None
-            self.pendentes = deque()
-            # Canal: as linhas de REPLICATION em ordem de ts, ainda por enviar (ver enviar_fila).
-            self.saida = deque()
-            self.trava_envio = threading.Lock()
             # Seguidor: conexão própria ao líder para encaminhar PUTs, aberta no primeiro.
             self.encaminhamento = None
 
         def run(self):
             servidor = self.servidor
             arquivo = self.sock.makefile("rb", buffering=64 * 1024)
+            entregue = False
             try:
                 while True:
                     try:
@@ -96,26 +128,70 @@ class Servidor:
                         break
                     if pedido is None:
                         break
-                    try:
-                        resposta = servidor.despachar(pedido, self)
-                    except OSError:
-                        raise  # rede: encerra esta conexão, como abaixo
-                    except Exception as erro:  # defeito nosso: esta conexão não derruba o resto
-                        servidor.avisar("Erro interno ao tratar %s: %r" % (pedido.tipo, erro))
-                        resposta = Mensagem(Mensagem.ERRO, value="erro interno do servidor")
-                    if resposta is not None:
-                        resposta.enviar(self.sock)
+                    if pedido.tipo == Mensagem.JOIN:
+                        entregue = servidor.receber_seguidor(pedido, self.sock, arquivo)
+                        if entregue:
+                            break
+                        continue
+                    resposta = servidor.despachar(pedido, self)
+                    resposta.enviar(self.sock)
             except OSError:
                 pass  # o outro lado caiu ou fechou: nada a responder
             finally:
-                if self.origem is not None:
-                    servidor.descartar_canal(self)
                 if self.encaminhamento is not None:
                     self.encaminhamento[0].close()
-                arquivo.close()
-                # Um PUT pode estar num sendall deste canal (enviar_fila): fecha só depois dele.
-                with self.trava_envio:
+                arquivo.close()  # o socket só fecha de fato quando o leitor também fecha
+                if not entregue:
                     self.sock.close()
+
+    class Canal(threading.Thread):
+        """Líder: lê, em ordem, os REPLICATION_OK de um seguidor unido; retira quem passa do prazo.
+
+        Só lê: quem escreve no socket são os PUTs, sob a trava_put. O prazo do socket foi
+        fixado no JOIN e nunca muda; a espera aqui é por select, em fatias.
+        """
+
+        def __init__(self, servidor, sock, origem, timestamp):
+            super().__init__(daemon=True, name="canal-%s" % origem)
+            self.servidor = servidor
+            self.sock = sock
+            self.origem = origem
+            # O maior ts que o seguidor confirmou (o snapshot conta), e os enviados sem
+            # confirmação, em ordem: (ts, instante do envio).
+            self.confirmado = timestamp
+            self.pendentes = collections.deque()
+
+        def run(self):
+            servidor = self.servidor
+            resto = bytearray()
+            progresso = time.monotonic()
+            motivo = None
+            try:
+                while motivo is None:
+                    if select.select([self.sock], [], [], Servidor.FATIA)[0]:
+                        dados = self.sock.recv(64 * 1024)
+                        if not dados:
+                            break
+                        resto += dados
+                        fim = resto.rfind(b"\n") + 1
+                        if fim:
+                            motivo = servidor.confirmar(self, resto[:fim].splitlines())
+                            del resto[:fim]
+                            progresso = time.monotonic()
+                    if self.pendentes and motivo is None:
+                        # O prazo conta desde o envio, ou desde a última confirmação: um
+                        # seguidor lento que confirma uma a uma segue unido.
+                        espera = time.monotonic() - max(self.pendentes[0][1], progresso)
+                        if espera > Servidor.PRAZO_REPLICACAO:
+                            motivo = ("não confirmou a REPLICATION ts:%d em %g s"
+                                      % (self.pendentes[0][0], Servidor.PRAZO_REPLICACAO))
+            except OSError:
+                pass  # o seguidor caiu
+            finally:
+                if motivo is not None:
+                    servidor.avisar("Seguidor %s retirado: %s. Ele volta quando refizer o JOIN."
+                                    % (self.origem, motivo))
+                servidor.retirar(self)
 
     class CanalDoLider(threading.Thread):
         """Seguidor: abre o canal ao líder (JOIN), aplica cada REPLICATION; refaz se cair."""
@@ -126,36 +202,29 @@ class Servidor:
 
         def run(self):
             servidor = self.servidor
+            sem_lider_desde = time.monotonic()
             avisado = None
             while not servidor.parar.is_set():
                 sock = None
                 try:
                     sock = socket.create_connection(servidor.lider, Servidor.PRAZO_CONEXAO)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    sock.settimeout(Servidor.PRAZO_JOIN)
+                    sock.settimeout(Servidor.PRAZO_REPLICACAO)
                     arquivo = sock.makefile("rb")
-                    Mensagem(Mensagem.JOIN, origem=servidor.endereco).enviar(sock)
+                    servidor.pedir_join().enviar(sock)
                     # Sem limite de linha: só o líder fala aqui, e o snapshot passa de 16 MiB.
-                    servidor.aplicar_snapshot(Mensagem.receber(arquivo, limite=None))
+                    timestamp = servidor.instalar_snapshot(Mensagem.receber(arquivo, limite=None))
+                    # [5a] O snapshot instalado é confirmado: só então o seguidor está unido.
+                    Mensagem(Mensagem.REPLICATION_OK, timestamp=timestamp).enviar(sock)
+                    with servidor.trava_tabela:
+                        servidor.juntou = True
                     avisado = None
+                    servidor.avisados.discard("sem-lider")
                     # Daqui em diante o líder fala quando há PUT: espera sem prazo.
                     sock.settimeout(None)
-                    resto = bytearray()
-                    while True:
-                        # Tudo o que já chegou é aplicado em ordem e confirmado junto, num
-                        # sendall só: o líder manda várias REPLICATIONs de uma vez sob carga.
-                        pedidos = Mensagem.receber_lote(arquivo, resto)
-                        if pedidos is None:
-                            break
-                        if servidor.atraso_replicacao > 0:
-                            # Demonstração: cada REPLICATION confirmada assim que aplicada.
-                            for pedido in pedidos:
-                                servidor.tratar_replicacao(pedido).enviar(sock)
-                        elif pedidos:
-                            sock.sendall(b"".join(servidor.tratar_replicacao(p).para_linha()
-                                                  for p in pedidos))
+                    servidor.replicar(sock, arquivo)
                 except OSError:
-                    pass  # líder fora do ar ou caiu: tenta de novo, em silêncio
+                    pass  # líder fora do ar ou caiu: tenta de novo
                 except ValueError as erro:
                     # O líder recusou o JOIN ou falou fora do protocolo: diz uma vez só.
                     if str(erro) != avisado:
@@ -165,18 +234,53 @@ class Servidor:
                 finally:
                     if sock is not None:
                         sock.close()
+                with servidor.trava_tabela:
+                    if servidor.juntou:
+                        sem_lider_desde = time.monotonic()
+                    servidor.juntou = False
+                # [enunciado, seção 7] Um líder digitado errado não pode passar calado.
+                if time.monotonic() - sem_lider_desde > Servidor.AVISO_SEM_LIDER:
+                    servidor.avisar_uma_vez(
+                        "sem-lider", "Sem contato com o líder %s há %g s; tentando de novo "
+                        "(confira o IP e a porta do líder)."
+                        % (servidor.endereco_lider, Servidor.AVISO_SEM_LIDER))
                 servidor.parar.wait(Servidor.INTERVALO_REJOIN)
+
+    class Console(threading.Thread):
+        """Escreve as linhas do console, em ordem: um console pausado (no Windows, o modo de
+        seleção do Prompt) atrasa só as próprias linhas, nunca o cluster."""
+
+        def __init__(self, fila):
+            super().__init__(daemon=True, name="console")
+            self.fila = fila
+
+        def run(self):
+            while True:
+                arquivo, linha = self.fila.get()
+                if arquivo is None:
+                    return
+                try:
+                    print(linha, file=arquivo, flush=True)
+                except (OSError, ValueError):
+                    pass  # console fechado: o servidor continua servindo
 
     # ---------------------------------------------------------------- ciclo de vida
 
-    # [5a] Inicialização: abre a porta; o seguidor começa a entrar no líder (JOIN).
     def abrir(self):
-        """Abre a porta de escuta (OSError se não der) e, no seguidor, o canal com o líder."""
+        """Abre a porta de escuta (OSError se não der), o registro em disco e, no seguidor,
+        o canal com o líder."""
         familia = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
         # create_server só liga SO_REUSEADDR onde é seguro (não no Windows).
         self.ouvinte = socket.create_server((self.ip, self.porta), family=familia, backlog=256)
-        self.ouvinte.settimeout(Servidor.INTERVALO_ACCEPT)
-        if not self.eh_lider:
+        self.ouvinte.settimeout(Servidor.FATIA)
+        # [threads] Uma thread escreve no console.
+        self.console.start()
+        if self.eh_lider:
+            if self.pasta is not None:
+                self.recuperar_registro()
+            if self.contador == 0:
+                self.liberar_puts = time.monotonic() + Servidor.ESPERA_INICIAL
+        else:
             # [threads] Uma thread mantém o canal de replicação com o líder.
             Servidor.CanalDoLider(self).start()
 
@@ -205,156 +309,173 @@ class Servidor:
                 sock.close()  # sem memória para outra thread: recusa esta conexão
 
     def fechar(self):
-        """Para o laço de accept e fecha a porta."""
+        """Para o laço de accept, fecha a porta e escreve o que ainda está na fila do console."""
         self.parar.set()
         if self.ouvinte is not None:
             self.ouvinte.close()
+        if self.console.is_alive():
+            self.saida.put((None, None))
+            self.console.join(Servidor.PRAZO_SAIDA)
 
     # ----------------------------------------------------------- entrada e saída
 
     def ler_pedido(self, sock, arquivo):
-        """Lê a próxima requisição; espera sem prazo por uma nova, com prazo pelo resto dela."""
-        # peek bloqueia só enquanto a conexão está ociosa e não consome nada.
-        inicio = arquivo.peek(1)
-        if not inicio or b"\n" in inicio:
-            return Mensagem.receber(arquivo)
+        """Lê o próximo pedido: espera sem prazo por um novo; com prazo pelo resto dele e
+        pelo envio da resposta (um cliente que não lê não prende esta thread para sempre)."""
+        # Só esta thread usa este socket: pode mudar o prazo dele. peek não consome nada.
+        sock.settimeout(None)
+        arquivo.peek(1)
         sock.settimeout(Servidor.PRAZO_LINHA)
-        try:
-            return Mensagem.receber(arquivo)
-        finally:
-            sock.settimeout(None)
+        return Mensagem.receber(arquivo)
 
     def despachar(self, pedido, conexao):
         """Chama o tratador do tipo; tipo sem tratador (uma resposta, p. ex.) recebe ERRO."""
-        if conexao.origem is not None and pedido.tipo != Mensagem.REPLICATION_OK:
-            # Num canal de replicação o seguidor só confirma; outra coisa derruba o canal.
-            Servidor.derrubar(conexao.sock)
-            return None
         tratador = self.tratadores.get(pedido.tipo)
         if tratador is None:
-            return Mensagem(Mensagem.ERRO, value="%s não é uma requisição" % pedido.tipo)
-        return tratador(pedido, conexao)
+            return Mensagem(Mensagem.ERRO, value="%s não é um pedido" % pedido.tipo)
+        try:
+            return tratador(pedido, conexao)
+        except OSError:
+            raise  # rede: encerra esta conexão
+        except Exception as erro:  # defeito nosso: esta conexão não derruba o resto
+            self.avisar("Erro interno ao tratar %s: %r" % (pedido.tipo, erro))
+            return Mensagem(Mensagem.ERRO, value="erro interno do servidor")
 
     def escrever(self, linha):
-        """Uma linha da SPEC seção 3 no console; a trava impede linhas misturadas."""
-        with self.trava_saida:
-            try:
-                print(linha, flush=True)
-            except (OSError, ValueError):
-                pass  # console fechado: o servidor continua servindo
+        """Uma linha da seção 6 do enunciado no console (pela thread Console)."""
+        self.saida.put((sys.stdout, linha))
 
     def avisar(self, linha):
-        """Uma linha de erro para a pessoa, em stderr (stdout fica só com a SPEC seção 3)."""
-        with self.trava_saida:
-            try:
-                print(linha, file=sys.stderr, flush=True)
-            except (OSError, ValueError):
-                pass
+        """Uma linha de erro para a pessoa, em stderr (stdout fica só com as linhas da seção 6)."""
+        self.saida.put((sys.stderr, linha))
 
-    @staticmethod
-    def mostrar(valor):
-        return "NULL" if valor is None else valor
+    def avisar_uma_vez(self, assunto, linha):
+        if assunto not in self.avisados:
+            self.avisados.add(assunto)
+            self.avisar(linha)
 
     # ------------------------------------------------------------------- PUT
 
-    # [5c] PUT: o líder grava com o próximo timestamp; o seguidor encaminha ao líder.
+    # [5c] Recebe PUT: o líder grava com o próximo timestamp; o seguidor encaminha ao líder.
     def tratar_put(self, pedido, conexao):
         """PUT no líder: timestamp global, grava, replica e só então responde PUT_OK."""
         if not self.eh_lider:
             return self.encaminhar_put(pedido, conexao)
         cliente = pedido.origem or conexao.cliente
         self.escrever("Cliente %s PUT key:%s value:%s"
-                      % (cliente, pedido.key, Servidor.mostrar(pedido.value)))
-        timestamp, espera = self.gravar_e_replicar(pedido.key, pedido.value)
-        # [5e] PUT_OK só depois do REPLICATION_OK de todos os seguidores.
-        if espera is not None:
-            espera[1].acquire()
-        self.escrever("Enviando PUT_OK ao Cliente %s da key:%s ts:%d"
-                      % (cliente, pedido.key, timestamp))
-        return Mensagem(Mensagem.PUT_OK, key=pedido.key, value=pedido.value, timestamp=timestamp)
-
-    def gravar_e_replicar(self, key, value):
-        """Sob a trava de PUT: timestamp, tabela, e a REPLICATION posta em cada canal.
-
-        Os PUTs ficam em ordem total, mas a trava não espera os REPLICATION_OK: PUTs de
-        outros clientes seguem logo atrás no mesmo canal (pipeline, confirmado em ordem).
-        O envio em si fica fora da trava de PUT (enviar_fila).
-        Devolve (timestamp, espera); espera é [faltam, trava] ou None sem seguidores.
-        """
+                      % (cliente, Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
+        if self.liberar_puts > time.monotonic():
+            # Líder que subiu vazio: dá tempo aos seguidores vivos de entrar com o que têm.
+            self.parar.wait(self.liberar_puts - time.monotonic())
         with self.trava_put:
-            self.contador += 1
-            timestamp = self.contador
-            with self.trava_tabela:
-                self.tabela[key] = (value, timestamp)
-            canais = list(self.canais.values())
-            if not canais:
-                return timestamp, None
-            # A trava nasce fechada e a última confirmação a abre: acordar quem espera custa
-            # um futex (o Event cria uma Condition e mais uma trava a cada espera).
-            espera = [len(canais), threading.Lock()]
-            espera[1].acquire()
-            # [5d] REPLICATION a cada seguidor, serializada uma vez só.
-            linha = Mensagem(Mensagem.REPLICATION, key=key, value=value,
-                             timestamp=timestamp).para_linha()
-            for canal in canais:
-                # Registra antes de enviar: a confirmação pode chegar antes do sendall voltar.
-                canal.pendentes.append((timestamp, espera))
-                canal.saida.append(linha)
-        for canal in canais:
-            self.enviar_fila(canal)
-        return timestamp, espera
+            timestamp = self.ids.get(pedido.id) if pedido.id is not None else None
+            if timestamp is None:
+                timestamp = self.gravar(pedido.key, pedido.value, pedido.id)
+            # Um PUT repetido (mesmo id) espera o original e responde o mesmo ts.
+            origens = list(self.canais)
+        # [5e] PUT_OK só depois do REPLICATION_OK de todos os seguidores unidos.
+        with self.confirmacoes:
+            # O prazo é só uma rede de segurança: cada Canal retira o seu seguidor antes dele.
+            pronto = self.confirmacoes.wait_for(
+                lambda: self.confirmado_por_todos(origens, timestamp),
+                Servidor.PRAZO_ENCAMINHAMENTO)
+        if not pronto:
+            self.avisar("Erro interno: PUT ts:%d sem confirmação dos seguidores." % timestamp)
+            return Mensagem(Mensagem.ERRO, value="os seguidores não confirmaram a tempo")
+        self.escrever("Enviando PUT_OK ao Cliente %s da key:%s ts:%d"
+                      % (cliente, Mensagem.mostrar(pedido.key), timestamp))
+        return Mensagem(Mensagem.PUT_OK, key=pedido.key, value=pedido.value, timestamp=timestamp,
+                        id=pedido.id)
 
-    def enviar_fila(self, canal):
-        """Envia num sendall só, em ordem, as REPLICATIONs que estão na fila do canal.
+    def gravar(self, key, value, id_put):
+        """Sob a trava_put: o próximo timestamp, a tabela, o disco e a REPLICATION a cada canal.
 
-        A fila entra em ordem de ts (sob a trava de PUT) e sai em ordem (sob a trava de envio).
-        Se outra thread está enviando, ela leva a nossa linha também: ao soltar a trava, quem
-        envia olha a fila de novo. Assim PUTs simultâneos viajam juntos e ninguém espera numa
-        trava enquanto outro usa a rede.
+        Enviar sob a trava mantém a ordem total no fio sem filas; o envio tem o prazo do
+        socket do canal, e um canal que falha é derrubado (a thread dele o retira).
         """
-        while canal.saida:
-            if not canal.trava_envio.acquire(blocking=False):
-                return
+        self.contador += 1
+        self.aceitou_put = True
+        linha = Mensagem(Mensagem.REPLICATION, key=key, value=value,
+                         timestamp=self.contador).para_linha()
+        # O registro vem antes da replicação: o que um seguidor tem, o disco também tem.
+        self.registrar(linha)
+        with self.trava_tabela:
+            self.tabela[key] = (value, self.contador)
+        if id_put is not None:
+            self.ids[id_put] = self.contador
+            if len(self.ids) > Servidor.MAXIMO_IDS:
+                self.ids.popitem(last=False)
+        # [5c] Replica (key, value, timestamp) nos seguidores com a mensagem REPLICATION.
+        agora = time.monotonic()
+        for canal in self.canais.values():
+            # Registra antes de enviar: a confirmação pode chegar antes do sendall voltar.
+            canal.pendentes.append((self.contador, agora))
             try:
-                linhas = []
-                while canal.saida:
-                    linhas.append(canal.saida.popleft())
-                canal.sock.sendall(b"".join(linhas))
+                canal.sock.sendall(linha)
             except OSError:
-                # Seguidor morreu: a thread do canal acorda, descarta e confirma os pendentes.
                 Servidor.derrubar(canal.sock)
-            finally:
-                canal.trava_envio.release()
+        return self.contador
 
-    def confirmar(self, espera):
-        """Conta uma confirmação (ou um seguidor descartado) de um PUT que espera."""
-        with self.trava_confirmacao:
-            espera[0] -= 1
-            pronto = espera[0] == 0
-        if pronto:
-            espera[1].release()
+    def confirmado_por_todos(self, origens, timestamp):
+        """Sob confirmacoes: cada seguidor que estava unido no PUT, e ainda está, já aplicou."""
+        for origem in origens:
+            canal = self.canais.get(origem)
+            if canal is not None and canal.confirmado < timestamp:
+                return False
+        return True
+
+    # [5e] Recebe REPLICATION_OK: confirma, em ordem, as REPLICATIONs mais antigas do canal.
+    def confirmar(self, canal, linhas):
+        """Líder: aplica os REPLICATION_OK lidos; devolve o motivo para derrubar, ou None."""
+        with self.confirmacoes:
+            for linha in linhas:
+                try:
+                    confirmacao = Mensagem.de_linha(linha)
+                except ValueError as erro:
+                    return "linha inválida no canal (%s)" % erro
+                esperado = canal.pendentes[0][0] if canal.pendentes else None
+                if confirmacao.tipo != Mensagem.REPLICATION_OK or \
+                        confirmacao.timestamp != esperado:
+                    return "%s ts:%s fora de ordem no canal" % (confirmacao.tipo,
+                                                                 confirmacao.timestamp)
+                canal.pendentes.popleft()
+                canal.confirmado = confirmacao.timestamp
+            self.confirmacoes.notify_all()
+        return None
 
     def encaminhar_put(self, pedido, conexao):
         """Seguidor: passa o PUT ao líder com a origem do cliente e devolve a resposta dele."""
+        if pedido.origem is not None:
+            # Já encaminhado por outro servidor: encaminhar de novo daria voltas sem fim.
+            self.avisar_uma_vez("encaminhado", "PUT encaminhado a este servidor, que não é o "
+                                "líder; confira a configuração (o líder daqui é %s)."
+                                % self.endereco_lider)
+            return Mensagem(Mensagem.ERRO, value="este servidor não é o líder; o líder que ele "
+                            "conhece é %s" % self.endereco_lider)
         self.escrever("Encaminhando PUT key:%s value:%s"
-                      % (pedido.key, Servidor.mostrar(pedido.value)))
+                      % (Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
         pedido.origem = conexao.cliente
+        enviado = False
         try:
             sock, arquivo = self.conexao_ao_lider(conexao)
             pedido.enviar(sock)
+            enviado = True
             resposta = Mensagem.receber(arquivo, limite=Mensagem.LIMITE_RESPOSTA)
         except (OSError, ValueError):
             resposta = None
         if resposta is not None:
             return resposta
-        # Sem nova tentativa: se o líder fez o PUT e só a resposta se perdeu, repetir gravaria
-        # duas vezes. O cliente recebe ERRO e decide.
+        # Sem nova tentativa daqui: o cliente sabe se pode repetir (o id do PUT).
         if conexao.encaminhamento is not None:
             conexao.encaminhamento[0].close()
             conexao.encaminhamento = None
-        self.avisar("Líder %s indisponível: PUT key:%s não foi feito"
-                    % (self.endereco_lider, pedido.key))
-        return Mensagem(Mensagem.ERRO, value="líder %s indisponível" % self.endereco_lider)
+        if enviado:
+            situacao = "não respondeu; o PUT pode ou não ter sido feito"
+        else:
+            situacao = "está fora do ar; o PUT não foi feito"
+        self.avisar("Líder %s %s (key:%s)."
+                    % (self.endereco_lider, situacao, Mensagem.mostrar(pedido.key)))
+        return Mensagem(Mensagem.ERRO, value="o líder %s %s" % (self.endereco_lider, situacao))
 
     def conexao_ao_lider(self, conexao):
         """A conexão de encaminhamento desta Conexao; refeita se o líder a fechou."""
@@ -367,67 +488,115 @@ class Servidor:
         if conexao.encaminhamento is None:
             sock = socket.create_connection(self.lider, Servidor.PRAZO_CONEXAO)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(None)  # um PUT pode esperar seguidores lentos
+            sock.settimeout(Servidor.PRAZO_ENCAMINHAMENTO)
             conexao.encaminhamento = (sock, sock.makefile("rb"))
         return conexao.encaminhamento
 
     # ---------------------------------------------------------- JOIN e canais
 
-    # [5a] JOIN no líder: manda o snapshot da tabela; a conexão vira o canal de replicação.
-    def tratar_join(self, pedido, conexao):
-        """Líder: manda o snapshot e faz desta conexão o canal de replicação do seguidor."""
+    # [5a] JOIN no líder: manda o snapshot; confirmado, a conexão vira o canal do seguidor.
+    def receber_seguidor(self, pedido, sock, arquivo):
+        """Líder: JOIN -> JOIN_OK com o snapshot -> REPLICATION_OK dele -> canal unido.
+
+        Devolve True se a conexão virou canal (a Conexao não a fecha). O snapshot é enviado
+        e confirmado fora da trava_put; o que mudou nesse meio tempo segue como REPLICATION
+        já sob a trava, e só então o seguidor entra no conjunto (trocando o canal antigo do
+        mesmo endereço, se havia).
+        """
+        recusa = self.recusar_join(pedido)
+        if recusa is None:
+            with self.trava_put:
+                recusa = self.recusar_divergente(pedido)
+                if recusa is None:
+                    self.adotar(pedido)
+                    # Entradas não mudam (são trocadas): a cópia rasa fixa um instante.
+                    with self.trava_tabela:
+                        snapshot = dict(self.tabela)
+                    timestamp = self.contador
+        if recusa is not None:
+            recusa.enviar(sock)
+            return False
+        # Prazo fixado aqui, uma vez: vale para o snapshot e, depois, para cada envio do canal.
+        sock.settimeout(Servidor.PRAZO_REPLICACAO)
+        Mensagem(Mensagem.JOIN_OK, dados=snapshot, timestamp=timestamp).enviar(sock)
+        try:
+            confirmacao = Mensagem.receber(arquivo)
+        except ValueError:
+            confirmacao = None
+        if confirmacao is None or confirmacao.tipo != Mensagem.REPLICATION_OK or \
+                confirmacao.timestamp != timestamp:
+            raise ConnectionError("o seguidor não confirmou o snapshot")
+        canal = Servidor.Canal(self, sock, pedido.origem, timestamp)
+        with self.trava_put:
+            # O que entrou depois do snapshot, em ordem de ts, como REPLICATIONs.
+            with self.trava_tabela:
+                novos = sorted((ts, key, value) for key, (value, ts) in self.tabela.items()
+                               if ts > timestamp)
+            agora = time.monotonic()
+            for ts, key, value in novos:
+                canal.pendentes.append((ts, agora))
+                sock.sendall(Mensagem(Mensagem.REPLICATION, key=key, value=value,
+                                      timestamp=ts).para_linha())
+            with self.confirmacoes:
+                antigo = self.canais.get(pedido.origem)
+                self.canais[pedido.origem] = canal
+                self.confirmacoes.notify_all()
+            # [threads] Uma thread por seguidor unido lê os REPLICATION_OK dele.
+            canal.start()
+        if antigo is not None:
+            Servidor.derrubar(antigo.sock)
+        return True
+
+    def recusar_join(self, pedido):
+        """O ERRO para um JOIN que não pode entrar, ou None."""
         if not self.eh_lider:
             return Mensagem(Mensagem.ERRO,
                             value="este servidor é seguidor; o líder é %s" % self.endereco_lider)
-        if conexao.origem is not None:
-            return Mensagem(Mensagem.ERRO, value="esta conexão já é um canal de replicação")
-        if pedido.origem == self.endereco:
+        if Servidor.mesmo_servidor(Servidor.separar(pedido.origem), (self.ip, self.porta)):
             return Mensagem(Mensagem.ERRO, value="JOIN com o endereço do próprio líder")
-        with self.trava_put:
-            antigo = self.canais.get(pedido.origem)
-            if antigo is not None:
-                # O seguidor voltou: o canal velho sai (a thread dele confirma os pendentes).
-                Servidor.derrubar(antigo.sock)
-            # Sob a trava de PUT: o snapshot inclui todo PUT já feito e precede as REPLICATIONs.
-            # Só PUTs mudam a tabela do líder, e eles esperam esta trava: dá para ler sem cópia.
-            resposta = Mensagem(Mensagem.JOIN_OK, dados=self.tabela, timestamp=self.contador)
-            # Com prazo: quem manda JOIN e não lê o snapshot não segura a trava de PUT.
-            conexao.sock.settimeout(Servidor.PRAZO_JOIN)
-            resposta.enviar(conexao.sock)
-            conexao.sock.settimeout(None)
-            conexao.origem = pedido.origem
-            self.canais[pedido.origem] = conexao
         return None
 
-    def tratar_replication_ok(self, pedido, conexao):
-        """Líder: REPLICATION_OK confirma, em ordem, a REPLICATION mais antiga do canal."""
-        if conexao.origem is None:
-            return Mensagem(Mensagem.ERRO, value="REPLICATION_OK fora de um canal de replicação")
-        try:
-            timestamp, espera = conexao.pendentes.popleft()
-        except IndexError:
-            timestamp, espera = None, None
-        if timestamp != pedido.timestamp:
-            # Fora de ordem: o canal não é confiável. Derruba; o seguidor refaz o JOIN.
-            if espera is not None:
-                self.confirmar(espera)
-            Servidor.derrubar(conexao.sock)
+    def recusar_divergente(self, pedido):
+        """Sob a trava_put: o ERRO para um seguidor mais adiantado que o líder não pode
+        adotar, ou None. Ele guarda os dados dele e segue tentando."""
+        if (pedido.timestamp or 0) <= self.contador:
             return None
-        self.confirmar(espera)
-        return None
+        if self.aceitou_put:
+            motivo = "o líder já aceitou PUTs desde que subiu: as histórias divergiram"
+        elif pedido.dados is None:
+            motivo = "a tabela do seguidor não coube no JOIN"
+        else:
+            return None
+        return Mensagem(Mensagem.ERRO, value="o seguidor tem PUTs que o líder não tem, e %s"
+                        % motivo)
 
-    def descartar_canal(self, canal):
-        """Canal caiu: sai do conjunto e libera os PUTs que esperavam por ele."""
+    def adotar(self, pedido):
+        """Sob a trava_put: líder que ainda não aceitou PUT adota a tabela de um seguidor
+        mais adiantado (como o novo líder do ZooKeeper, que tem o maior zxid)."""
+        if (pedido.timestamp or 0) <= self.contador:
+            return
+        with self.trava_tabela:
+            self.tabela = {key: (value, ts) for key, (value, ts) in pedido.dados.items()}
+            self.contador = pedido.timestamp
+        self.compactar()
+        # Quem entrou antes com um snapshot mais velho refaz o JOIN e recebe este.
+        for canal in self.canais.values():
+            Servidor.derrubar(canal.sock)
+
+    def retirar(self, canal):
+        """O canal caiu ou foi derrubado: sai do conjunto e libera os PUTs que esperavam por ele."""
+        Servidor.derrubar(canal.sock)
+        # Sob a trava_put nenhum PUT está num sendall deste socket: pode fechar.
         with self.trava_put:
-            if self.canais.get(canal.origem) is canal:
-                del self.canais[canal.origem]
-            # Sob a trava de PUT ninguém mais põe pendentes neste canal.
-            while canal.pendentes:
-                self.confirmar(canal.pendentes.popleft()[1])
+            with self.confirmacoes:
+                if self.canais.get(canal.origem) is canal:
+                    del self.canais[canal.origem]
+                self.confirmacoes.notify_all()
+            canal.sock.close()
 
     @staticmethod
     def derrubar(sock):
-        """Acorda quem lê o socket com erro/EOF; quem o lê é quem o fecha."""
+        """Acorda quem lê ou envia no socket com erro; quem o lê é quem o fecha."""
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -440,8 +609,19 @@ class Servidor:
         return Mensagem(Mensagem.ERRO,
                         value="%s só é aceito no canal que o seguidor abre ao líder" % pedido.tipo)
 
-    def aplicar_snapshot(self, resposta):
-        """Seguidor: a tabela passa a ser o snapshot do JOIN_OK."""
+    def pedir_join(self):
+        """Seguidor: o JOIN leva o endereço, o contador e, se couber numa linha, a tabela."""
+        with self.trava_tabela:
+            dados = {key: [value, ts] for key, (value, ts) in self.tabela.items()}
+            contador = self.contador
+        pedido = Mensagem(Mensagem.JOIN, origem=self.endereco, timestamp=contador,
+                          dados=dados or None)
+        if dados and len(pedido.para_linha()) > Mensagem.LIMITE_LINHA:
+            pedido.dados = None
+        return pedido
+
+    def instalar_snapshot(self, resposta):
+        """Seguidor: a tabela passa a ser o snapshot do JOIN_OK; devolve o timestamp dele."""
         if resposta is None:
             raise OSError("o líder fechou o canal")
         if resposta.tipo != Mensagem.JOIN_OK:
@@ -449,17 +629,37 @@ class Servidor:
                              else "resposta %s ao JOIN" % resposta.tipo)
         tabela = {key: (value, ts) for key, (value, ts) in resposta.dados.items()}
         with self.trava_tabela:
+            if resposta.timestamp < self.contador:
+                # Nunca se esvazia por engano: os dados daqui são mais novos que os do líder.
+                raise ValueError("o snapshot do líder (%d) é mais velho que o daqui (%d)"
+                                 % (resposta.timestamp, self.contador))
             self.tabela = tabela
             self.contador = resposta.timestamp
-            self.juntou = True
+        return resposta.timestamp
 
-    # [5d] REPLICATION no seguidor: aplica (salvo se já tem mais novo) e confirma.
+    def replicar(self, sock, arquivo):
+        """Seguidor: aplica as REPLICATIONs do canal, em ordem, e confirma cada uma."""
+        resto = bytearray()
+        while True:
+            # Tudo o que já chegou é aplicado em ordem e confirmado junto, num sendall só:
+            # o líder manda várias REPLICATIONs de uma vez sob carga.
+            pedidos = Mensagem.receber_lote(arquivo, resto)
+            if pedidos is None:
+                return
+            if self.atraso_replicacao > 0:
+                # Demonstração: cada REPLICATION confirmada assim que aplicada.
+                for pedido in pedidos:
+                    self.tratar_replicacao(pedido).enviar(sock)
+            elif pedidos:
+                sock.sendall(b"".join(self.tratar_replicacao(p).para_linha() for p in pedidos))
+
+    # [5d] Recebe REPLICATION: aplica (salvo se já tem mais novo) e responde REPLICATION_OK.
     def tratar_replicacao(self, pedido):
         """Seguidor, só no canal com o líder: aplica a REPLICATION e devolve REPLICATION_OK."""
         if pedido.tipo != Mensagem.REPLICATION:
             raise ValueError("o líder enviou %s no canal de replicação" % pedido.tipo)
         if self.atraso_replicacao > 0:
-            # Atraso de demonstração (SPEC 6): deixa ver TRY_OTHER_SERVER_OR_LATER de verdade.
+            # Atraso de demonstração: deixa ver TRY_OTHER_SERVER_OR_LATER (enunciado, seção 9).
             self.parar.wait(self.atraso_replicacao)
         with self.trava_tabela:
             atual = self.tabela.get(pedido.key)
@@ -469,46 +669,170 @@ class Servidor:
         # A linha sai quando a REPLICATION é aplicada: o console nunca mostra um ts que o
         # servidor ainda não tem.
         self.escrever("REPLICATION key:%s value:%s ts:%d"
-                      % (pedido.key, Servidor.mostrar(pedido.value), pedido.timestamp))
+                      % (Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value),
+                         pedido.timestamp))
         return Mensagem(Mensagem.REPLICATION_OK, key=pedido.key, timestamp=pedido.timestamp)
 
     # ------------------------------------------------------------------- GET
 
-    # [5f] GET: devolve o valor só se o timestamp do servidor não for menor que o do cliente.
+    # [5f] Recebe GET: devolve o valor só se o ts do servidor não for menor que o do cliente.
     def tratar_get(self, pedido, conexao):
         """GET em qualquer servidor: valor (ou NULL) e ts, ou TRY_OTHER_SERVER_OR_LATER."""
         with self.trava_tabela:
             value, timestamp = self.tabela.get(pedido.key, (None, 0))
             juntou = self.juntou
-        if juntou and timestamp >= pedido.timestamp:
+        # Seguidor fora do líder (ainda não entrou, caiu, ou divergiu) não garante nada, nem
+        # o líder que subiu vazio enquanto espera os seguidores trazerem o que têm.
+        if juntou and timestamp >= pedido.timestamp and time.monotonic() >= self.liberar_puts:
             resposta = Mensagem(Mensagem.GET_OK, key=pedido.key, value=value, timestamp=timestamp)
-            devolvido = Servidor.mostrar(value)
+            devolvido = Mensagem.mostrar(value)
         else:
             resposta = Mensagem(Mensagem.TRY_OTHER_SERVER_OR_LATER, key=pedido.key,
                                 timestamp=timestamp)
             devolvido = Mensagem.TRY_OTHER_SERVER_OR_LATER
         self.escrever("Cliente %s GET key:%s ts:%d. Meu ts é %d, portanto devolvendo %s"
-                      % (conexao.cliente, pedido.key, pedido.timestamp, timestamp, devolvido))
+                      % (conexao.cliente, Mensagem.mostrar(pedido.key), pedido.timestamp,
+                         timestamp, devolvido))
         return resposta
+
+    # ------------------------------------------------------ registro em disco
+
+    def registrar(self, linha):
+        """Sob a trava_put: acrescenta a REPLICATION ao registro (--dados) e compacta se cresceu."""
+        if self.registro is None:
+            return
+        self.registro.write(linha)
+        self.registro.flush()  # no SO: sobrevive a um kill -9 do processo
+        if self.fsync:
+            os.fsync(self.registro.fileno())  # no disco: sobrevive a uma queda de energia
+        self.linhas_registro += 1
+        if self.linhas_registro > 2 * len(self.tabela) + 1000:
+            self.compactar()
+
+    def compactar(self):
+        """Sob a trava_put: grava o snapshot (JOIN_OK) num arquivo novo e zera o registro."""
+        if self.pasta is None:
+            return
+        dados = {key: [value, ts] for key, (value, ts) in self.tabela.items()}
+        temporario = os.path.join(self.pasta, "snapshot.tmp")
+        with open(temporario, "wb") as arquivo:
+            arquivo.write(Mensagem(Mensagem.JOIN_OK, dados=dados,
+                                   timestamp=self.contador).para_linha())
+            arquivo.flush()
+            os.fsync(arquivo.fileno())
+        # replace é atômico: uma queda aqui deixa o snapshot velho ou o novo, nunca metade.
+        os.replace(temporario, os.path.join(self.pasta, "snapshot"))
+        if self.registro is not None:
+            self.registro.close()
+        self.registro = open(os.path.join(self.pasta, "registro"), "wb")
+        self.linhas_registro = 0
+
+    def recuperar_registro(self):
+        """Líder com --dados: lê o snapshot e refaz os PUTs do registro. Dano que não seja a
+        última linha cortada por uma queda levanta ValueError (o servidor não sobe)."""
+        try:
+            self.ler_registro()
+        except OSError as erro:
+            raise ValueError("Não foi possível usar a pasta de dados %s: %s."
+                             % (self.pasta, erro.strerror or erro)) from None
+
+    def ler_registro(self):
+        os.makedirs(self.pasta, exist_ok=True)
+        caminho = os.path.join(self.pasta, "snapshot")
+        if os.path.exists(caminho):
+            with open(caminho, "rb") as arquivo:
+                snapshot = Servidor.ler_linhas(caminho, arquivo.read(), Mensagem.JOIN_OK)
+            if len(snapshot) != 1:
+                raise ValueError("Registro em disco danificado: %s deve ter uma linha." % caminho)
+            self.tabela = {key: (value, ts) for key, (value, ts) in snapshot[0].dados.items()}
+            self.contador = snapshot[0].timestamp
+        caminho = os.path.join(self.pasta, "registro")
+        if os.path.exists(caminho):
+            with open(caminho, "rb") as arquivo:
+                conteudo = arquivo.read()
+            completo = conteudo[:conteudo.rfind(b"\n") + 1]
+            if len(completo) < len(conteudo):
+                self.avisar("%s: última linha cortada (queda no meio da gravação) descartada."
+                            % caminho)
+            for pedido in Servidor.ler_linhas(caminho, completo, Mensagem.REPLICATION):
+                if pedido.timestamp > self.contador:
+                    self.tabela[pedido.key] = (pedido.value, pedido.timestamp)
+                    self.contador = pedido.timestamp
+            # Reescreve sem a linha cortada, para os próximos PUTs começarem numa linha nova.
+            with open(caminho, "r+b") as arquivo:
+                arquivo.truncate(len(completo))
+        self.compactar()
+
+    @staticmethod
+    def ler_linhas(caminho, conteudo, tipo):
+        """As mensagens de um arquivo do registro; qualquer dano levanta ValueError."""
+        mensagens = []
+        for numero, linha in enumerate(conteudo.splitlines(keepends=True), start=1):
+            try:
+                mensagem = Mensagem.de_linha(linha)
+            except ValueError as erro:
+                mensagem, motivo = None, erro
+            if mensagem is not None and mensagem.tipo != tipo:
+                motivo = "%s fora do lugar" % mensagem.tipo
+            if mensagem is None or mensagem.tipo != tipo:
+                raise ValueError("Registro em disco danificado: %s, linha %d (%s). Nada foi "
+                                 "apagado; confira o arquivo." % (caminho, numero, motivo))
+            mensagens.append(mensagem)
+        return mensagens
 
     # ------------------------------------------------------- configuração
 
     @staticmethod
-    def mesmo_endereco(a, b):
-        """Compara endereços resolvendo nomes (localhost e 127.0.0.1 são o mesmo)."""
-        def resolver(endereco):
-            try:
-                return socket.getaddrinfo(endereco[0], endereco[1], 0, socket.SOCK_STREAM)[0][4][:2]
-            except (OSError, UnicodeError):
-                return endereco
-        return a == b or resolver(a) == resolver(b)
+    def separar(endereco):
+        """ "ip:porta" -> (ip, porta)."""
+        ip, _, porta = endereco.rpartition(":")
+        return ip, int(porta)
+
+    @staticmethod
+    def resolver(ip):
+        """Os endereços a que um nome resolve (localhost: 127.0.0.1 e ::1, em qualquer ordem)."""
+        try:
+            return {info[4][0] for info in socket.getaddrinfo(ip, None, 0, socket.SOCK_STREAM)}
+        except (OSError, UnicodeError):
+            return set()
+
+    @staticmethod
+    def local(endereco):
+        """É um endereço desta máquina? Só nele dá para abrir uma porta qualquer."""
+        familia = socket.AF_INET6 if ":" in endereco else socket.AF_INET
+        try:
+            with socket.socket(familia, socket.SOCK_STREAM) as sock:
+                sock.bind((endereco, 0))
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def mesmo_servidor(a, b):
+        """Os dois endereços levam ao mesmo servidor? Mesma porta e endereços em comum;
+        0.0.0.0 e :: (todas as interfaces) valem por qualquer endereço local."""
+        if a[1] != b[1]:
+            return False
+        de_a, de_b = Servidor.resolver(a[0]), Servidor.resolver(b[0])
+        if de_a & de_b:
+            return True
+        todas = {"0.0.0.0", "::"}
+        return bool((de_a & todas and any(Servidor.local(e) for e in de_b)) or
+                    (de_b & todas and any(Servidor.local(e) for e in de_a)))
 
     @staticmethod
     def porta_valida(texto):
         """Converte a porta digitada; ValueError com a frase para a pessoa."""
-        if not texto.isdigit() or not 1 <= int(texto) <= 65535:
+        if not Mensagem.porta_valida(texto):
             raise ValueError("Porta inválida: use um número de 1 a 65535.")
         return int(texto)
+
+    @staticmethod
+    def ip_valido(texto):
+        """O IP digitado, se resolve; ValueError com a frase para a pessoa."""
+        if not Servidor.resolver(texto):
+            raise ValueError("IP inválido: %s não é um endereço conhecido." % texto)
+        return texto
 
     @staticmethod
     def atraso_valido(texto):
@@ -516,39 +840,49 @@ class Servidor:
             atraso = float(texto)
         except ValueError:
             atraso = -1.0
-        if not 0 <= atraso <= 3600:
-            raise ValueError("Atraso inválido: use segundos de 0 a 3600.")
+        if not 0 <= atraso <= Servidor.ATRASO_MAXIMO:
+            raise ValueError("Atraso inválido: use segundos de 0 a %g." % Servidor.ATRASO_MAXIMO)
         return atraso
 
     @staticmethod
     def ler_argumentos(argumentos):
-        """Linha de comando -> (ip, porta, ip_lider, porta_lider ou None, atraso)."""
+        """Linha de comando -> (config ou None, opções {atraso_replicacao, dados, fsync})."""
         posicionais = []
-        atraso = 0.0
+        opcoes = {"atraso_replicacao": 0.0, "dados": None, "fsync": False}
         i = 0
         while i < len(argumentos):
-            arg = argumentos[i]
+            arg, valor = argumentos[i], None
+            if arg.startswith("--") and "=" in arg:
+                arg, valor = arg.split("=", 1)
             if arg in ("-h", "--help", "--ajuda"):
                 print(Servidor.USO)
                 raise SystemExit(0)
-            if arg == "--atraso-replicacao" and i + 1 < len(argumentos):
-                atraso = Servidor.atraso_valido(argumentos[i + 1])
+            if arg in ("--atraso-replicacao", "--dados") and valor is None:
+                if i + 1 == len(argumentos):
+                    raise ValueError("Falta o valor de %s." % arg)
+                valor = argumentos[i + 1]
                 i += 1
-            elif arg.startswith("--atraso-replicacao="):
-                atraso = Servidor.atraso_valido(arg.split("=", 1)[1])
+            if arg == "--atraso-replicacao":
+                opcoes["atraso_replicacao"] = Servidor.atraso_valido(valor)
+            elif arg == "--dados":
+                opcoes["dados"] = valor
+            elif arg == "--fsync" and valor is None:
+                opcoes["fsync"] = True
             elif arg.startswith("-"):
-                raise ValueError("Opção desconhecida: %s" % arg)
+                raise ValueError("Opção desconhecida: %s" % argumentos[i])
             else:
                 posicionais.append(arg)
             i += 1
         if len(posicionais) not in (0, 4):
             raise ValueError("Informe os quatro valores (IP PORTA IP_DO_LIDER PORTA_DO_LIDER)"
                              " ou nenhum.")
+        if opcoes["fsync"] and opcoes["dados"] is None:
+            raise ValueError("--fsync só vale com --dados PASTA.")
         if not posicionais:
-            return None, atraso
+            return None, opcoes
         ip, porta, ip_lider, porta_lider = posicionais
-        return (ip, Servidor.porta_valida(porta), ip_lider,
-                Servidor.porta_valida(porta_lider)), atraso
+        return (Servidor.ip_valido(ip), Servidor.porta_valida(porta),
+                Servidor.ip_valido(ip_lider), Servidor.porta_valida(porta_lider)), opcoes
 
     @staticmethod
     def perguntar(texto, padrao, converter=str):
@@ -567,40 +901,51 @@ class Servidor:
             return "IP inválido"
         if erro.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", None)):
             return "porta em uso"
+        if erro.errno in (errno.EADDRNOTAVAIL, getattr(errno, "WSAEADDRNOTAVAIL", None)):
+            return "o IP não é desta máquina"
         return erro.strerror or str(erro)
 
     @staticmethod
     def principal(argumentos):
         """Configura (argumentos ou perguntas), abre a porta e serve até Ctrl+C."""
         try:
-            config, atraso = Servidor.ler_argumentos(argumentos)
+            config, opcoes = Servidor.ler_argumentos(argumentos)
         except ValueError as erro:
-            print("%s\n%s" % (erro, Servidor.USO), file=sys.stderr)
+            print("%s\n%s" % (erro, Servidor.USO), file=sys.stderr, flush=True)
             return 2
         while True:
             if config is None:
-                ip = Servidor.perguntar("IP", Servidor.IP_PADRAO)
+                # [5a] Inicialização: IP e porta deste servidor e do líder, lidos do teclado.
+                ip = Servidor.perguntar("IP", Servidor.IP_PADRAO, Servidor.ip_valido)
                 porta = Servidor.perguntar("Porta", Servidor.PORTA_PADRAO, Servidor.porta_valida)
-                ip_lider = Servidor.perguntar("IP do líder", Servidor.IP_PADRAO)
+                ip_lider = Servidor.perguntar("IP do líder", Servidor.IP_PADRAO,
+                                              Servidor.ip_valido)
                 porta_lider = Servidor.perguntar("Porta do líder", Servidor.PORTA_PADRAO,
                                                  Servidor.porta_valida)
             else:
                 ip, porta, ip_lider, porta_lider = config
-            servidor = Servidor(ip, porta, ip_lider, porta_lider, atraso)
+            servidor = Servidor(ip, porta, ip_lider, porta_lider, **opcoes)
             try:
                 servidor.abrir()
                 break
+            except ValueError as erro:  # o registro em disco (--dados) não pôde ser lido
+                servidor.fechar()
+                print(erro, file=sys.stderr, flush=True)
+                return 2
             except OSError as erro:
+                servidor.fechar()
                 print("Não foi possível abrir %s: %s." % (servidor.endereco, Servidor.motivo(erro)),
                       file=sys.stderr, flush=True)
                 if config is not None:
                     return 2
-        if atraso and servidor.eh_lider:
+        if servidor.eh_lider and opcoes["atraso_replicacao"]:
             servidor.avisar("Aviso: --atraso-replicacao vale só para seguidores; ignorado.")
+        if not servidor.eh_lider and opcoes["dados"] is not None:
+            servidor.avisar("Aviso: --dados vale só para o líder; ignorado.")
         try:
             servidor.servir()
         finally:
-            servidor.fechar()  # Ctrl+C: a porta fecha antes de o processo sair
+            servidor.fechar()  # Ctrl+C: a porta fecha e a fila do console é escrita
         return 0
 
 
@@ -612,9 +957,8 @@ def main():
         codigo = Servidor.principal(sys.argv[1:])
     except (KeyboardInterrupt, EOFError):
         codigo = 0
-    # Sai já, sem esperar threads de conexão (daemon) que podem estar no meio de um print.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # Sai já, sem esperar threads de conexão (daemon) que podem estar no meio de um envio.
+    # Sem flush aqui: um console pausado o prenderia; a thread Console já escreveu o que deu.
     os._exit(codigo)
 
 

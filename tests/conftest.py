@@ -18,6 +18,8 @@ from Mensagem import Mensagem  # noqa: E402
 
 PRAZO = 15.0          # toda espera dos testes tem este limite (SHORT_TIMEOUT do CPython)
 SONDA = 0.02          # intervalo entre sondagens
+# Key dos GETs de barreira (sincronizar): as linhas deles não contam nas linhas do teste.
+BARREIRA = "__barreira__"
 
 
 def porta_livre():
@@ -42,8 +44,10 @@ def esperar(condicao, prazo=PRAZO, motivo="condição"):
 class Processo:
     """Um Servidor.py (ou Cliente.py) rodando, com stdout e stderr em arquivos."""
 
-    def __init__(self, args, pasta, nome, entrada=None):
+    def __init__(self, args, pasta, nome, entrada=None, porta=None):
         self.nome = nome
+        self.porta = porta
+        self.barreiras = 0
         self.caminho_saida = os.path.join(pasta, nome + ".out")
         self.caminho_erro = os.path.join(pasta, nome + ".err")
         self.marca = 0
@@ -65,12 +69,31 @@ class Processo:
             return f.read()
 
     def linhas(self):
-        return self.saida().splitlines()[self.marca:]
+        """As linhas do stdout depois da marca, sem as das barreiras."""
+        return [linha for linha in self.saida().splitlines()[self.marca:] if BARREIRA not in linha]
+
+    def sincronizar(self):
+        """Barreira: o servidor escreve o console por uma fila, em ordem; quando a linha de um
+        GET novo aparece, todas as linhas dos pedidos já respondidos saíram antes dela."""
+        self.barreiras += 1
+        key = "%s%d" % (BARREIRA, self.barreiras)
+        trocar(self.porta, {"tipo": "GET", "key": key, "timestamp": 0})
+
+        def escrita():
+            self.exigir_vivo()
+            return "GET key:%s ts:" % key in self.saida()
+        esperar(escrita, motivo="%s escrever a linha da barreira" % self.nome)
+
+    def linhas_agora(self):
+        """linhas() depois de uma barreira: tudo o que os pedidos já respondidos imprimiram."""
+        self.sincronizar()
+        return self.linhas()
 
     def marcar(self):
         """Daqui em diante linhas() mostra só o que vier depois (ignora sondas de prontidão)."""
-        self.marca = 0
-        self.marca = len(self.linhas())
+        if self.porta is not None:
+            self.sincronizar()
+        self.marca = len(self.saida().splitlines())
 
     def vivo(self):
         return self.popen.poll() is None
@@ -140,7 +163,7 @@ class Cluster:
         self.contagem += 1
         nome = "servidor%d-%d" % (self.contagem, porta)
         args = ["Servidor.py", "127.0.0.1", str(porta), "127.0.0.1", str(porta_lider)]
-        proc = Processo(args + list(extras), self.pasta, nome)
+        proc = Processo(args + list(extras), self.pasta, nome, porta=porta)
         self.pilha.callback(proc.terminar)
         if esperar_porta:
             def pronto():
@@ -156,7 +179,8 @@ class Cluster:
         extras = [] if atraso is None else ["--atraso-replicacao", str(atraso)]
         seguidores = [self.servidor(portas[1], portas[0]),
                       self.servidor(portas[2], portas[0], *extras)]
-        for porta in portas[1:]:
+        # O líder que sobe vazio espera uns 2 s pelos seguidores antes de aceitar pedidos.
+        for porta in portas:
             esperar_unido(porta)
         procs = [lider] + seguidores
         for proc in procs:
@@ -172,7 +196,7 @@ class Cluster:
 
 
 def esperar_unido(porta):
-    """Um seguidor está unido ao líder quando responde GET com GET_OK (não TRY_OTHER)."""
+    """Um seguidor está unido ao líder (e o líder, pronto) quando responde GET com GET_OK."""
     def unido():
         try:
             resposta = trocar(porta, {"tipo": "GET", "key": "__sonda__", "timestamp": 0}, 2)
@@ -191,7 +215,7 @@ def cluster(tmp_path):
 @pytest.fixture
 def cliente():
     """Um Cliente (biblioteca) com prazo de resposta: nenhum teste espera para sempre."""
-    c = Cliente(prazo_resposta=PRAZO)
+    c = Cliente()
     yield c
     c.fechar()
 

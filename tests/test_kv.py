@@ -39,11 +39,11 @@ def test_linhas_exatas_de_put_no_lider(cluster, cliente):
     resposta, servidor = cliente.put("chave", "valor 1", servidor=("127.0.0.1", portas[0]))
     assert resposta.tipo == Mensagem.PUT_OK and resposta.timestamp == 1
     eu = "127.0.0.1:%d" % cliente.conexoes[servidor][0].getsockname()[1]
-    assert lider.linhas() == ["Cliente %s PUT key:chave value:valor 1" % eu,
+    assert lider.linhas_agora() == ["Cliente %s PUT key:chave value:valor 1" % eu,
                               "Enviando PUT_OK ao Cliente %s da key:chave ts:1" % eu]
     # PUT_OK só depois do REPLICATION_OK de todos: a linha já está nos dois seguidores.
     for seguidor in (seg1, seg2):
-        assert seguidor.linhas() == ["REPLICATION key:chave value:valor 1 ts:1"]
+        assert seguidor.linhas_agora() == ["REPLICATION key:chave value:valor 1 ts:1"]
 
 
 def test_put_no_seguidor_e_encaminhado_com_endereco_do_cliente(cluster, cliente):
@@ -54,10 +54,10 @@ def test_put_no_seguidor_e_encaminhado_com_endereco_do_cliente(cluster, cliente)
     assert (resposta.tipo, resposta.key, resposta.value, resposta.timestamp) == \
         (Mensagem.PUT_OK, "k", "v", 1)
     eu = "127.0.0.1:%d" % cliente.conexoes[servidor][0].getsockname()[1]
-    assert seg1.linhas() == ["Encaminhando PUT key:k value:v", "REPLICATION key:k value:v ts:1"]
-    assert lider.linhas() == ["Cliente %s PUT key:k value:v" % eu,
+    assert seg1.linhas_agora() == ["Encaminhando PUT key:k value:v", "REPLICATION key:k value:v ts:1"]
+    assert lider.linhas_agora() == ["Cliente %s PUT key:k value:v" % eu,
                               "Enviando PUT_OK ao Cliente %s da key:k ts:1" % eu]
-    assert seg2.linhas() == ["REPLICATION key:k value:v ts:1"]
+    assert seg2.linhas_agora() == ["REPLICATION key:k value:v ts:1"]
 
 
 def test_linhas_exatas_de_get(cluster, cliente):
@@ -74,9 +74,9 @@ def test_linhas_exatas_de_get(cluster, cliente):
     assert resposta == {"tipo": "TRY_OTHER_SERVER_OR_LATER", "key": "k", "timestamp": 1}
     porta_cliente = cliente.conexoes[("127.0.0.1", portas[0])][0].getsockname()[1]
     assert eu_lider[0].tipo == Mensagem.GET_OK
-    assert lider.linhas() == ["Cliente 127.0.0.1:%d GET key:k ts:1. Meu ts é 1, portanto "
+    assert lider.linhas_agora() == ["Cliente 127.0.0.1:%d GET key:k ts:1. Meu ts é 1, portanto "
                               "devolvendo v" % porta_cliente]
-    linhas = seg1.linhas()
+    linhas = seg1.linhas_agora()
     porta_cliente = cliente.conexoes[("127.0.0.1", portas[1])][0].getsockname()[1]
     assert linhas[0] == ("Cliente 127.0.0.1:%d GET key:sumida ts:0. Meu ts é 0, portanto "
                          "devolvendo NULL" % porta_cliente)
@@ -178,8 +178,8 @@ def test_seguidor_lento_mostra_try_other_e_nunca_valor_velho(cluster):
     """[5f][4c] SPEC 6: com --atraso-replicacao, B recebe TRY_OTHER do seguidor lento de
     verdade e nunca um valor mais velho que um que já viu."""
     (_, _, lento), portas = cluster.tres(atraso=3)
-    a = Cliente(prazo_resposta=PRAZO)
-    b = Cliente(prazo_resposta=PRAZO)
+    a = Cliente()
+    b = Cliente()
     a.inicializar(enderecos(portas))
     b.inicializar(enderecos(portas))
     a.put("k", "v1")
@@ -339,7 +339,7 @@ def test_replication_de_cliente_e_recusada(cluster, cliente, tipo):
         assert resposta["tipo"] == "ERRO" and resposta["value"]
         assert trocar(porta, {"tipo": "GET", "key": "k", "timestamp": 0}) == \
             {"tipo": "GET_OK", "key": "k", "value": "certo", "timestamp": 1}
-    assert not any(l.startswith("REPLICATION key:k value:falso") for l in seg1.linhas())
+    assert not any(l.startswith("REPLICATION key:k value:falso") for l in seg1.linhas_agora())
 
 
 def test_join_em_seguidor_e_recusado(cluster):
@@ -383,7 +383,10 @@ def test_servidor_pergunta_com_padroes_e_repete_resposta_invalida(cluster, tmp_p
 @pytest.mark.parametrize("args, mensagem", [
     (["127.0.0.1", "abc", "127.0.0.1", "1"], "Porta inválida: use um número de 1 a 65535."),
     (["127.0.0.1", "1"], "Informe os quatro valores"),
-    (["--atraso-replicacao", "-3"], "Atraso inválido: use segundos de 0 a 3600."),
+    (["--atraso-replicacao", "-3"], "Atraso inválido: use segundos de 0 a 30."),
+    (["--atraso-replicacao", "31"], "Atraso inválido: use segundos de 0 a 30."),
+    (["--fsync"], "--fsync só vale com --dados PASTA."),
+    (["127.0.0.1", "²", "127.0.0.1", "1"], "Porta inválida: use um número de 1 a 65535."),
     (["--depressa"], "Opção desconhecida: --depressa"),
 ])
 def test_servidor_argumentos_invalidos_saem_com_codigo_2(tmp_path, args, mensagem):
