@@ -202,12 +202,14 @@ class Servidor:
 
         def run(self):
             servidor = self.servidor
-            sem_lider_desde = time.monotonic()
+            sem_contato_desde = time.monotonic()
             avisado = None
             while not servidor.parar.is_set():
                 sock = None
+                contato = False
                 try:
                     sock = socket.create_connection(servidor.lider, Servidor.PRAZO_CONEXAO)
+                    contato = True
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     sock.settimeout(Servidor.PRAZO_REPLICACAO)
                     arquivo = sock.makefile("rb")
@@ -219,7 +221,6 @@ class Servidor:
                     with servidor.trava_tabela:
                         servidor.juntou = True
                     avisado = None
-                    servidor.avisados.discard("sem-lider")
                     # Daqui em diante o líder fala quando há PUT: espera sem prazo.
                     sock.settimeout(None)
                     servidor.replicar(sock, arquivo)
@@ -235,11 +236,12 @@ class Servidor:
                     if sock is not None:
                         sock.close()
                 with servidor.trava_tabela:
-                    if servidor.juntou:
-                        sem_lider_desde = time.monotonic()
                     servidor.juntou = False
-                # [enunciado, seção 7] Um líder digitado errado não pode passar calado.
-                if time.monotonic() - sem_lider_desde > Servidor.AVISO_SEM_LIDER:
+                if contato:
+                    sem_contato_desde = time.monotonic()
+                    servidor.avisados.discard("sem-lider")  # a próxima falta é avisada de novo
+                elif time.monotonic() - sem_contato_desde > Servidor.AVISO_SEM_LIDER:
+                    # Um líder digitado errado não pode passar calado (enunciado, seção 7).
                     servidor.avisar_uma_vez(
                         "sem-lider", "Sem contato com o líder %s há %g s; tentando de novo "
                         "(confira o IP e a porta do líder)."

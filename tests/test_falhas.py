@@ -128,7 +128,8 @@ def test_seguidor_pausado_e_par_que_nao_confirma_sao_retirados_e_voltam(cluster,
         assert Servidor.PRAZO_REPLICACAO - 1 < demora < PRAZO_RETIRADA, demora
         for i in range(5):
             inicio = time.monotonic()
-            assert cliente.put("k", "v%d" % (i + 2))[0].tipo == Mensagem.PUT_OK
+            resposta, _ = cliente.put("k", "v%d" % (i + 2), servidor=("127.0.0.1", portas[0]))
+            assert resposta.tipo == Mensagem.PUT_OK
             assert time.monotonic() - inicio < PRAZO / 3
         esperar(lambda: len(lider.erro().splitlines()) == 2, motivo="o líder avisar duas vezes")
         erros = lider.erro().splitlines()
