@@ -178,6 +178,8 @@ class Servidor:
                             motivo = servidor.confirmar(self, resto[:fim].splitlines())
                             del resto[:fim]
                             progresso = time.monotonic()
+                        if len(resto) > Mensagem.FOLGA:
+                            motivo = "linha longa demais no canal"  # um REPLICATION_OK é curto
                     if self.pendentes and motivo is None:
                         # O prazo conta desde o envio, ou desde a última confirmação: um
                         # seguidor lento que confirma uma a uma segue unido.

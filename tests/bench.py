@@ -22,7 +22,7 @@ Medidas:
 Uso:
     python tests/bench.py [--json arquivo.json] [--rapido] [--codigo PASTA] [--rodadas N]
                           [--clientes 1,8,32] [--fases latencia,vazao,join] [--keys-join N]
-                          [--fixar] [--perfil PASTA] [--manter]
+                          [--fixar] [--perfil PASTA] [--manter] [--dados [--fsync]]
     python tests/bench.py --eco PORTA        # só o servidor eco (o bench o inicia sozinho)
 
 --codigo PASTA roda Servidor.py e Mensagem.py de outra pasta (padrão: a raiz do repositório),
@@ -346,6 +346,11 @@ class Bench:
 
     def servidor(self, porta, porta_lider, nome):
         args = ["Servidor.py", IP, str(porta), IP, str(porta_lider)]
+        if porta == porta_lider and self.opcoes.dados:
+            # O líder com o registro em disco, numa pasta nova a cada líder.
+            args += ["--dados", os.path.join(self.pasta, "dados-%s" % nome)]
+            if self.opcoes.fsync:
+                args.append("--fsync")
         proc = Processo(args, self.pasta, nome, self.codigo)
         self.pilha.callback(proc.terminar)
 
@@ -680,6 +685,9 @@ def principal(argv):
                                  "nas demais (menos oscilação; ver Bench.fixar)")
     analisador.add_argument("--perfil", metavar="PASTA", help="perfil py-spy das fases de vazão")
     analisador.add_argument("--manter", action="store_true", help="não apaga as saídas")
+    analisador.add_argument("--dados", action="store_true",
+                            help="o líder grava o registro em disco (--dados numa pasta nova)")
+    analisador.add_argument("--fsync", action="store_true", help="com --dados: fsync a cada PUT")
     analisador.add_argument("--eco", type=int, metavar="PORTA", help=argparse.SUPPRESS)
     analisador.add_argument("--gerador", metavar="SPEC", help=argparse.SUPPRESS)
     opcoes = analisador.parse_args(argv)
