@@ -1,4 +1,4 @@
-"""Cliente do KV Store: o menu INIT/PUT/GET sobre uma pequena biblioteca (enunciado, seções 4 e 6)."""
+"""Cliente do KV Store: o menu INIT/PUT/GET sobre uma biblioteca (enunciado, seções 4 e 6)."""
 
 import os
 import random

@@ -80,7 +80,7 @@ class Mensagem:
             if getattr(self, campo) is not None:
                 objeto[campo] = getattr(self, campo)
         # ensure_ascii=False: acentos viajam como UTF-8; o JSON escapa \n dentro das strings.
-        # Texto que não é Unicode válido (um \ud800 solto) levanta ValueError aqui, antes da rede.
+        # Texto que não é Unicode válido (um \ud800 solto): ValueError aqui, antes da rede.
         try:
             return (Mensagem.CODIFICADOR.encode(objeto) + "\n").encode("utf-8")
         except UnicodeEncodeError:
@@ -230,7 +230,8 @@ class Mensagem:
     def _timestamp(cls, valor):
         # bool é subclasse de int em Python: true não é um timestamp.
         if type(valor) is not int or not 0 <= valor <= cls.MAIOR_TIMESTAMP:
-            raise ValueError("timestamp deve ser inteiro de 0 a 2^63-1, veio %s" % cls._curto(valor))
+            raise ValueError("timestamp deve ser inteiro de 0 a 2^63-1, veio %s"
+                             % cls._curto(valor))
         return valor
 
     @classmethod

@@ -145,7 +145,7 @@ class Servidor:
                     self.sock.close()
 
     class Canal(threading.Thread):
-        """Líder: lê, em ordem, os REPLICATION_OK de um seguidor unido; retira quem passa do prazo.
+        """Líder: lê, em ordem, os REPLICATION_OK de um seguidor; retira quem passa do prazo.
 
         Só lê: quem escreve no socket são os PUTs, sob a trava_put. O prazo do socket foi
         fixado no JOIN e nunca muda; a espera aqui é por select, em fatias.
@@ -350,7 +350,7 @@ class Servidor:
         self.saida.put((sys.stdout, linha))
 
     def avisar(self, linha):
-        """Uma linha de erro para a pessoa, em stderr (stdout fica só com as linhas da seção 6)."""
+        """Uma linha de erro para a pessoa, em stderr (stdout só tem as linhas da seção 6)."""
         self.saida.put((sys.stderr, linha))
 
     def avisar_uma_vez(self, assunto, linha):
@@ -610,8 +610,8 @@ class Servidor:
 
     def recusar_replicacao(self, pedido, conexao):
         """REPLICATION e JOIN_OK na porta de escuta: ninguém escreve por fora do líder."""
-        return Mensagem(Mensagem.ERRO,
-                        value="%s só é aceito no canal que o seguidor abre ao líder" % pedido.tipo)
+        return Mensagem(Mensagem.ERRO, value="%s só é aceito no canal que o seguidor abre ao "
+                        "líder" % pedido.tipo)
 
     def pedir_join(self):
         """Seguidor: o JOIN leva o endereço, o contador e, se couber numa linha, a tabela."""
@@ -938,8 +938,8 @@ class Servidor:
                 return 2
             except OSError as erro:
                 servidor.fechar()
-                print("Não foi possível abrir %s: %s." % (servidor.endereco, Servidor.motivo(erro)),
-                      file=sys.stderr, flush=True)
+                print("Não foi possível abrir %s: %s."
+                      % (servidor.endereco, Servidor.motivo(erro)), file=sys.stderr, flush=True)
                 if config is not None:
                     return 2
         if servidor.eh_lider and opcoes["atraso_replicacao"]:
