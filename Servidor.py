@@ -243,7 +243,7 @@ class Servidor:
                     sem_contato_desde = time.monotonic()
                     servidor.avisados.discard("sem-lider")  # a próxima falta é avisada de novo
                 elif time.monotonic() - sem_contato_desde > Servidor.AVISO_SEM_LIDER:
-                    # Um líder digitado errado não pode passar calado (enunciado, seção 7).
+                    # Um líder digitado errado não pode passar calado: diz uma vez, com o endereço.
                     servidor.avisar_uma_vez(
                         "sem-lider", "Sem contato com o líder %s há %g s; tentando de novo "
                         "(confira o IP e a porta do líder)."
