@@ -272,19 +272,22 @@ def test_referencia_que_nao_existe_e_erro(codigo):
 
 # ------------------------------------------------------------ o lançador da demo
 
-def test_demo_abre_os_cinco_consoles_com_os_argumentos_certos():
-    """demo.py: líder 10097, seguidores 10098 e 10099 (lento: --atraso-replicacao) e 2 clientes."""
+def test_demo_abre_os_cinco_consoles_e_responde_as_perguntas_dos_servidores():
+    """demo.py: servidores sem argumentos (as perguntas da seção 5a aparecem no vídeo), o 10099
+    lento (--atraso-replicacao), as respostas de cada um, e os dois clientes."""
     from Servidor import Servidor
-    consoles = demo.consoles(atraso=20)
-    assert [argumentos[0] for _, argumentos in consoles] == \
+    consoles = demo.consoles(atraso=30)
+    assert [argumentos[0] for _, argumentos, _ in consoles] == \
         ["Servidor.py"] * 3 + ["Cliente.py"] * 2
-    configuracoes = [Servidor.ler_argumentos(argumentos[1:]) for _, argumentos in consoles[:3]]
-    assert [config for config, _ in configuracoes] == [
-        ("127.0.0.1", 10097, "127.0.0.1", 10097),
-        ("127.0.0.1", 10098, "127.0.0.1", 10097),
-        ("127.0.0.1", 10099, "127.0.0.1", 10097)]
-    assert [atraso for _, atraso in configuracoes] == [0.0, 0.0, 20.0]
-    assert consoles[3][1] == consoles[4][1] == ["Cliente.py"]
+    configuracoes = [Servidor.ler_argumentos(argumentos[1:]) for _, argumentos, _ in consoles[:3]]
+    assert configuracoes == [(None, 0.0), (None, 0.0), (None, 30.0)]   # sem IP nem porta
+    assert [respostas for _, _, respostas in consoles[:3]] == [
+        ["127.0.0.1", "10097", "127.0.0.1", "10097"],
+        ["127.0.0.1", "10098", "127.0.0.1", "10097"],
+        ["127.0.0.1", "10099", "127.0.0.1", "10097"]]
+    assert consoles[3][1:] == consoles[4][1:] == (["Cliente.py"], [])
+    roteiro = demo.roteiro(30)
+    assert "--atraso-replicacao 30" in roteiro and "TRY_OTHER_SERVER_OR_LATER" in roteiro
 
 
 def test_demo_no_windows_usa_start_e_cmd():
