@@ -224,6 +224,12 @@ def esperado(codigo, pedacos):
         citacoes.append((marca, formatar(resolvidos), item.linha_fonte, item.valor))
         if item.tipo == "trecho":
             trechos.append((item, resolvidos))
+    for anterior, seguinte in zip(pedacos, pedacos[1:]):
+        if isinstance(anterior, Item) and isinstance(seguinte, str) and seguinte.startswith(";"):
+            problemas.append("relatorio.typ linha %d: o \";\" logo depois de #%s[%s] some no PDF "
+                             "(o typst o lê como fim do comando): escreva \\;"
+                             % (anterior.linha_fonte, "c" if anterior.tipo == "ref" else "trecho",
+                                anterior.valor))
     citados = {item.valor for item in pedacos if isinstance(item, Item)}
     for marcador in OBRIGATORIOS:
         if marcador not in codigo.marcadores:

@@ -253,7 +253,7 @@ def test_referencia_a_nome_do_codigo(codigo):
 
 
 def test_referencia_que_nao_existe_e_erro(codigo):
-    """Marcador ou nome inexistente, ou colchete que não é citação: problema, não passa calado."""
+    """Marcador ou nome inexistente, ou #c[...] que não é citação: problema, não passa calado."""
     fonte = ("Veja #c[5a] e #c[4a] e #c[9z], #c[Cliente.sumido], #c[Foo] e `#c[9z]` em código.\n"
              "// um comentário com #c[8y] não cita\n"
              "```\n#c[7x] em bloco de código não cita\n```\n"
@@ -268,6 +268,14 @@ def test_referencia_que_nao_existe_e_erro(codigo):
     assert "[6w] não existe" in texto  # o "//" do endereço não esconde o resto da linha
     # Marcadores obrigatórios que o texto não cita também são problema.
     assert "o marcador [5b] sumiu do código" in texto
+
+
+def test_ponto_e_virgula_logo_depois_de_uma_citacao_e_erro(codigo):
+    """Um ";" colado em #c[...] sumiria do PDF (o typst o toma como fim do comando): é problema."""
+    _, _, problemas = gerar.esperado(codigo, gerar.percorrer("Veja #c[5a]; e #c[4a]\\; ok.\n"))
+    assert [p for p in problemas if "some no PDF" in p] == [
+        "relatorio.typ linha 1: o \";\" logo depois de #c[5a] some no PDF (o typst o lê como fim "
+        "do comando): escreva \\;"]
 
 
 # ------------------------------------------------------------ o lançador da demo
