@@ -9,8 +9,8 @@
 
 O texto fica em relatorio.typ (Typst; a aparência em estilo.typ). Ali nenhuma linha é digitada:
 uma citação é uma referência
-  #c[5c]                      a um marcador (comentário "# [5c] ..." no código; todas as ocorrências)
-  #c[Cliente.esperar_resposta] a um nome do código (método, classe aninhada ou constante)
+  #c[5c]                        um marcador (comentário "# [5c] ..." no código; todas as vezes)
+  #c[Cliente.esperar_resposta]  um nome do código (método, classe aninhada ou constante)
 e vira, na hora de gerar, "[5c] Servidor.py:239-253". O trecho de um marcador vai da linha do
 comentário até o fim (ast end_lineno) do primeiro comando que começa depois dela, em qualquer
 nível (acima de um def, é a função inteira). #trecho[5f] mostra o código citado, com os números
@@ -256,6 +256,14 @@ def texto_do_pdf(caminho):
     return unicodedata.normalize("NFKC", "\n".join(paginas))
 
 
+def relativo(caminho):
+    """O caminho como a pessoa o reconhece (relativo à pasta atual, se possível)."""
+    try:
+        return os.path.relpath(caminho)
+    except ValueError:   # no Windows, outra unidade (D:\ com a pasta atual em C:\)
+        return caminho
+
+
 def sem_espacos(texto):
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", texto))
 
@@ -270,7 +278,7 @@ def verificar(caminho_pdf=PDF_PADRAO, raiz=RAIZ, caminho_fonte=TEXTO):
                .replace(",", ", ").replace(";", "; "))
               for achado in CITACAO_PDF.finditer(texto)]
     deveria = [(marca, citacao or "?") for marca, citacao, _, _ in citacoes]
-    nome_pdf = os.path.relpath(caminho_pdf)
+    nome_pdf = relativo(caminho_pdf)
     if len(no_pdf) == len(deveria):
         for (marca, citacao, linha, referencia), achado in zip(citacoes, no_pdf):
             if citacao is not None and achado != (marca, citacao):
@@ -364,11 +372,11 @@ def pendencias_de_entrega(pdf, nome, ra):
     faltando = sorted(set(re.findall(re.escape(FALTA) + r"(\w+)", texto)))
     if faltando:
         return ("o PDF %s é o modelo, ainda com %s por preencher"
-                % (os.path.relpath(pdf), ", ".join("--" + f for f in faltando)))
+                % (relativo(pdf), ", ".join("--" + f for f in faltando)))
     corrido = sem_espacos(texto)
     for opcao, valor in (("--nome", nome), ("--ra", ra)):
         if sem_espacos(valor) not in corrido:
-            return "o PDF %s não traz o %s dado (%s)" % (os.path.relpath(pdf), opcao[2:], valor)
+            return "o PDF %s não traz o %s dado (%s)" % (relativo(pdf), opcao[2:], valor)
     return None
 
 
@@ -412,7 +420,7 @@ def principal(argumentos):
             for problema in problemas:
                 print("  - " + problema, file=sys.stderr)
             return 1
-        print("%s: as citações batem com o código de hoje." % os.path.relpath(pdf))
+        print("%s: as citações batem com o código de hoje." % relativo(pdf))
         return 0
 
     pdf = opcoes.pdf
@@ -420,10 +428,10 @@ def principal(argumentos):
         pdf = opcoes.saida or (os.path.join(CONSTRUCAO, "%s.pdf" % opcoes.ra) if opcoes.ra
                                else PDF_PADRAO)
         gerar_pdf(pdf, opcoes.nome, opcoes.ra, opcoes.video)
-        print("PDF gerado: %s" % os.path.relpath(pdf))
+        print("PDF gerado: %s" % relativo(pdf))
     problemas = verificar(pdf)
     if problemas:
-        print("O PDF %s não bate com o código:" % os.path.relpath(pdf), file=sys.stderr)
+        print("O PDF %s não bate com o código:" % relativo(pdf), file=sys.stderr)
         for problema in problemas:
             print("  - " + problema, file=sys.stderr)
         return 1
@@ -433,7 +441,7 @@ def principal(argumentos):
             print("ERRO: sem ZIP: %s" % pendencia, file=sys.stderr)
             return 2
         caminho = fazer_zip(pdf, opcoes.ra, opcoes.destino)
-        print("ZIP de entrega: %s" % os.path.relpath(caminho))
+        print("ZIP de entrega: %s" % relativo(caminho))
     return 0
 
 

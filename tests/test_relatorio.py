@@ -136,7 +136,7 @@ def test_verificar_falha_quando_o_codigo_mostrado_muda(tmp_path):
 # ---------------------------------------------------------------- o ZIP
 
 def test_pdf_gerado_do_zero_com_nome_ra_e_video(tmp_path):
-    """O PDF sai do zero com as dependências instaladas, com nome, RA e vídeo, e bate com o código."""
+    """O PDF sai do zero com o que está instalado, com nome, RA e vídeo, e bate com o código."""
     pdf = str(tmp_path / "123456.pdf")
     resultado = rodar(*DADOS + ["--saida", pdf])
     assert resultado.returncode == 0, resultado.stderr
