@@ -15,7 +15,7 @@ os mesmos da receita em tempo real (--escala 1 roda em tempo real: 30 s por tent
 Uma tentativa conta como acerto quando B imprime a linha GET ... TRY_OTHER_SERVER_OR_LATER
 antes de A imprimir o PUT_OK daquela key.
 
-    python tests/taxa_try_other.py                 # N = 200, ~12 min
+    python tests/taxa_try_other.py                 # N = 200, ~11 min
     python tests/taxa_try_other.py -n 50 --gets 5  # outra receita, para comparar
 """
 
@@ -200,7 +200,8 @@ def principal(argumentos):
     print("\nTRY_OTHER_SERVER_OR_LATER dentro da espera do PUT: %d de %d tentativas (%.1f%%)"
           % (acertos, opcoes.n, 100.0 * acertos / opcoes.n))
     print("Em que GET de B o TRY apareceu: %s"
-          % ", ".join("%s: %d" % (k, v) for k, v in sorted(posicoes.items(), key=str)))
+          % ", ".join("%s: %d" % (k, v) for k, v in sorted(
+              posicoes.items(), key=lambda par: (par[0] == "falhou", str(par[0]).zfill(3)))))
     print("(L = GET no seguidor lento, r = num servidor rápido)")
     return 0
 
