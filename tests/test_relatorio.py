@@ -6,11 +6,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 
 import pytest
 
-from conftest import RAIZ
+from conftest import RAIZ, aceita_conexao, esperar, porta_livre
 
 PASTA = os.path.join(RAIZ, "relatorio")
 GERAR = os.path.join(PASTA, "gerar.py")
@@ -296,6 +297,31 @@ def test_demo_abre_os_cinco_consoles_e_responde_as_perguntas_dos_servidores():
     assert consoles[3][1:] == consoles[4][1:] == (["Cliente.py"], [])
     roteiro = demo.roteiro(30)
     assert "--atraso-replicacao 30" in roteiro and "TRY_OTHER_SERVER_OR_LATER" in roteiro
+
+
+@pytest.mark.skipif(os.name != "posix" or shutil.which("tmux") is None,
+                    reason="a demonstração com tmux é só do Linux/macOS com tmux instalado")
+def test_demo_no_tmux_digita_cada_resposta_depois_da_pergunta(monkeypatch):
+    """[5a] No tmux, cada servidor mostra as quatro perguntas com a resposta digitada, e sobe."""
+    pasta_tmux = tempfile.mkdtemp(prefix="tmux")   # um servidor tmux só deste teste (caminho curto)
+    monkeypatch.setenv("TMUX_TMPDIR", pasta_tmux)
+    monkeypatch.delenv("TMUX", raising=False)
+    monkeypatch.setattr(demo, "PORTAS", tuple(porta_livre() for _ in range(3)))
+    try:
+        paineis = demo.abrir_tmux(30, sys.executable, "teste")
+        esperar(lambda: all(aceita_conexao(p) for p in demo.PORTAS),
+                motivo="os três servidores da demonstração abrirem as portas")
+        for painel, (_, argumentos, respostas) in zip(paineis, demo.consoles(30)[:3]):
+            tela = [l for l in demo.tmux("capture-pane", "-p", "-t", painel).split("\n") if l]
+            assert tela[0].endswith(" ".join(argumentos))
+            assert tela[1:5] == ["IP [127.0.0.1]: " + respostas[0],
+                                 "Porta [10097]: " + respostas[1],
+                                 "IP do líder [127.0.0.1]: " + respostas[2],
+                                 "Porta do líder [10097]: " + respostas[3]]
+    finally:
+        subprocess.run(["tmux", "kill-server"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        shutil.rmtree(pasta_tmux, ignore_errors=True)
 
 
 def test_demo_no_windows_usa_start_e_cmd():
