@@ -4,8 +4,11 @@
     python relatorio/demo.py --atraso 0   # sem o seguidor lento
     python relatorio/demo.py --substituir # fecha a sessão tmux "kvstore" anterior e abre outra
 
-O seguidor 10099 já sobe com --atraso-replicacao 20 (SPEC seção 6): o cenário de
-TRY_OTHER_SERVER_OR_LATER está pronto; o roteiro do vídeo aparece ao abrir (e no README).
+Os servidores sobem sem argumentos e perguntam IP, porta, IP do líder e porta do líder, como o
+enunciado pede (seção 5a). No tmux, este script digita as respostas nas perguntas, uma de cada
+vez, e o vídeo mostra a pergunta e a resposta; no Windows, a janela de cada servidor fica
+esperando a pessoa digitar, e o roteiro abaixo diz o quê. O seguidor 10099 sobe com
+--atraso-replicacao 30: o cenário de TRY_OTHER_SERVER_OR_LATER (README) está pronto.
 """
 
 import argparse
@@ -22,33 +25,50 @@ RAIZ = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IP = "127.0.0.1"
 PORTAS = (10097, 10098, 10099)
 SESSAO = "kvstore"
-ATRASO = 20
+ATRASO = 30
+PRAZO = 15.0          # espera máxima por uma pergunta do servidor no painel do tmux
+PERGUNTAS = ("IP [", "Porta [", "IP do líder [", "Porta do líder [")
 
 ROTEIRO = """Roteiro do vídeo (até 5 minutos):
-  1. Mostre os cinco consoles: líder 10097, seguidores 10098 e 10099 (o 10099 com
-     --atraso-replicacao %(atraso)s), clientes A e B.
-  2. Cliente A: INIT (Enter nas seis perguntas), PUT key nome value Ana.
-     O PUT_OK demora ~%(atraso)s s: o líder espera o REPLICATION_OK do seguidor lento.
-  3. Cliente B: INIT, GET key nome -> Ana (o GET normal).
-  4. Cliente A: PUT key nome value Bia (de novo espera o seguidor lento). Enquanto espera,
-     cliente B: GET key nome várias vezes. O líder e o 10098 devolvem Bia (ts 2); quando o
-     sorteio cair no 10099, que ainda tem ts 1: TRY_OTHER_SERVER_OR_LATER.
-  5. Depois do PUT_OK de A, um GET de B em qualquer servidor devolve Bia.
+  1. Servidores (seção 5a): cada um pergunta IP, porta, IP do líder e porta do líder.
+%(respostas)s
+     O 10099 sobe com --atraso-replicacao %(atraso)s: espera %(atraso)s s antes de aplicar cada
+     REPLICATION. Um servidor não imprime nada até a primeira requisição.
+  2. Cliente A e cliente B: INIT e Enter nas seis perguntas (127.0.0.1, 10097, 10098, 10099).
+  3. Cliente A: PUT, key nome, value Ana. A fica esperando ~%(atraso)s s: o PUT_OK só sai
+     depois do REPLICATION_OK do seguidor lento.
+  4. Logo em seguida, cliente B: GET, key nome, e de novo, e de novo: um GET atrás do outro
+     (uns 12, um a cada 2 s), até aparecer TRY_OTHER_SERVER_OR_LATER. O líder e o 10098 já
+     têm Ana e respondem com ela (o GET normal); o timestamp de B sobe. Quando o sorteio cai
+     no 10099, que ainda não aplicou a REPLICATION:
+       GET key: nome value: TRY_OTHER_SERVER_OR_LATER obtido do servidor 127.0.0.1:10099, ...
+     (se o primeiro GET cair no 10099, ele devolve NULL: B ainda não viu nada mais novo.)
+  5. Quando o 10099 acorda, ele imprime REPLICATION, o líder imprime Enviando PUT_OK e A
+     recebe o PUT_OK. Um GET de B em qualquer servidor devolve Ana.
   Ctrl+C encerra cada console."""
 
 
 def consoles(atraso=ATRASO, ip=IP):
-    """Os cinco consoles: [(título, argumentos depois do python)], na ordem de abertura."""
-    lider = [ip, str(PORTAS[0])]
+    """Os cinco consoles, na ordem de abertura: [(título, argumentos depois do python,
+    respostas às perguntas)]. Os servidores perguntam IP, porta, IP e porta do líder."""
     lento = ["--atraso-replicacao", "%g" % atraso] if atraso else []
+    lider = [ip, str(PORTAS[0])]
     return [
-        ("Servidor 1 - líder %d" % PORTAS[0], ["Servidor.py", ip, str(PORTAS[0])] + lider),
-        ("Servidor 2 - seguidor %d" % PORTAS[1], ["Servidor.py", ip, str(PORTAS[1])] + lider),
+        ("Servidor 1 - líder %d" % PORTAS[0], ["Servidor.py"], [ip, str(PORTAS[0])] + lider),
+        ("Servidor 2 - seguidor %d" % PORTAS[1], ["Servidor.py"], [ip, str(PORTAS[1])] + lider),
         ("Servidor 3 - seguidor %s%d" % ("lento " if atraso else "", PORTAS[2]),
-         ["Servidor.py", ip, str(PORTAS[2])] + lider + lento),
-        ("Cliente A", ["Cliente.py"]),
-        ("Cliente B", ["Cliente.py"]),
+         ["Servidor.py"] + lento, [ip, str(PORTAS[2])] + lider),
+        ("Cliente A", ["Cliente.py"], []),
+        ("Cliente B", ["Cliente.py"], []),
     ]
+
+
+def roteiro(atraso):
+    linhas = []
+    for titulo, argumentos, respostas in consoles(atraso)[:3]:
+        linhas.append("     %-28s python %s  ->  %s" % (titulo + ":", " ".join(argumentos),
+                                                      ", ".join(respostas)))
+    return ROTEIRO % {"atraso": "%g" % atraso, "respostas": "\n".join(linhas)}
 
 
 def portas_ocupadas(ip=IP):
@@ -80,7 +100,7 @@ def comando_windows(titulo, argumentos, python=sys.executable):
 
 
 def abrir_windows(atraso, python):
-    for titulo, argumentos in consoles(atraso):
+    for titulo, argumentos, _ in consoles(atraso):
         subprocess.Popen(comando_windows(titulo, argumentos, python), shell=True, cwd=RAIZ)
         time.sleep(0.3)  # as janelas abrem na ordem: líder primeiro
 
@@ -144,13 +164,36 @@ def abrir_tmux(atraso, python, sessao=SESSAO, disposicao="lado", largura=200, al
     tmux("set-option", "-t", sessao, "pane-border-format", " #{pane_title} ")
     tmux("set-option", "-t", sessao, "mouse", "on")
     nome = nome_do_python(python)
-    for painel, (titulo, argumentos) in zip(paineis, consoles(atraso)):
-        comando = " ".join([nome] + argumentos)
+    for painel, (titulo, argumentos, _) in zip(paineis, consoles(atraso)):
         tmux("select-pane", "-t", painel, "-T", titulo)
-        tmux("send-keys", "-t", painel, "-l", comando)
-        tmux("send-keys", "-t", painel, "Enter")
+        digitar(painel, " ".join([nome] + argumentos))
+    # [5a] As respostas às perguntas de cada servidor, uma de cada vez, depois da pergunta.
+    for painel, (titulo, _, respostas) in zip(paineis, consoles(atraso)):
+        for pergunta, resposta in zip(PERGUNTAS, respostas):
+            esperar_pergunta(painel, pergunta, titulo)
+            time.sleep(0.3)  # um ritmo de pessoa: dá para ler a pergunta no vídeo
+            digitar(painel, resposta)
     tmux("select-pane", "-t", paineis[3])
     return paineis
+
+
+def digitar(painel, texto):
+    tmux("send-keys", "-t", painel, "-l", texto)
+    tmux("send-keys", "-t", painel, "Enter")
+
+
+def esperar_pergunta(painel, pergunta, titulo):
+    """Espera a última linha do painel ser a pergunta (texto digitado antes dela embaralharia
+    a tela: o terminal mostra o que se digita na hora, antes de o programa perguntar)."""
+    limite = time.monotonic() + PRAZO
+    while True:
+        tela = [linha for linha in tmux("capture-pane", "-p", "-t", painel).split("\n") if linha]
+        if tela and tela[-1].startswith(pergunta):
+            return
+        if time.monotonic() > limite:
+            raise RuntimeError("%s não perguntou %r; a tela mostra: %s"
+                               % (titulo, pergunta + "...]", tela[-1:] or "nada"))
+        time.sleep(0.05)
 
 
 def sessao_existe(sessao):
@@ -168,7 +211,7 @@ def principal(argumentos):
                         help="fecha a sessão tmux anterior de mesmo nome antes de abrir")
     parser.add_argument("--sessao", default=SESSAO, help="nome da sessão tmux")
     opcoes = parser.parse_args(argumentos)
-    print(ROTEIRO % {"atraso": "%g" % opcoes.atraso})
+    print(roteiro(opcoes.atraso))
 
     if os.name != "nt" and shutil.which("tmux") and opcoes.substituir \
             and sessao_existe(opcoes.sessao):
@@ -187,11 +230,15 @@ def principal(argumentos):
 
     if os.name == "nt":
         abrir_windows(opcoes.atraso, opcoes.python)
+        print("\nAs cinco janelas abriram. Digite nelas as respostas do passo 1, depois siga o "
+              "roteiro.")
         return 0
     if not shutil.which("tmux"):
         print("\nSem tmux: abra cinco terminais na pasta %s e rode, um em cada:" % RAIZ)
-        for titulo, argumentos in consoles(opcoes.atraso):
-            print("  %-32s python %s" % (titulo + ":", " ".join(argumentos)))
+        for titulo, argumentos, respostas in consoles(opcoes.atraso):
+            print("  %-32s python %s%s" % (titulo + ":", " ".join(argumentos),
+                                           "  (responda: %s)" % ", ".join(respostas)
+                                           if respostas else ""))
         return 1
     if sessao_existe(opcoes.sessao):
         print("A sessão tmux %r já existe: tmux attach -t %s (ou --substituir)"

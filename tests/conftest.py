@@ -21,6 +21,13 @@ SONDA = 0.02          # intervalo entre sondagens
 # Key dos GETs de barreira (sincronizar): as linhas deles não contam nas linhas do teste.
 BARREIRA = "__barreira__"
 
+# Os processos filhos escrevem UTF-8, como os testes leem: sem isto, no Windows o console de um
+# filho usa a página de código da máquina (cp1252, cp850) e "Meu ts é" ou "olá" chegam trocados.
+AMBIENTE_FILHO = dict(os.environ, PYTHONUTF8="1", PYTHONIOENCODING="utf-8")
+
+# Para testes que mandam sinais POSIX (SIGINT pelo Popen); no Windows eles ficam de fora.
+so_posix = pytest.mark.skipif(os.name != "posix", reason="manda sinais POSIX (SIGINT)")
+
 
 def porta_livre():
     """Uma porta TCP livre agora em 127.0.0.1 (o SO escolhe)."""
@@ -55,6 +62,7 @@ class Processo:
         with open(self.caminho_saida, "wb") as saida, open(self.caminho_erro, "wb") as erro:
             self.popen = subprocess.Popen(
                 [sys.executable, "-u"] + args, cwd=RAIZ, stdout=saida, stderr=erro,
+                env=AMBIENTE_FILHO,
                 stdin=subprocess.PIPE if entrada is not None else subprocess.DEVNULL)
         if entrada is not None:
             self.popen.stdin.write(entrada.encode("utf-8"))
@@ -125,7 +133,7 @@ class Processo:
         self.popen.wait(PRAZO)
 
     def interromper(self):
-        """Ctrl+C (SIGINT)."""
+        """Ctrl+C (SIGINT; só POSIX: marque o teste com so_posix)."""
         self.popen.send_signal(signal.SIGINT)
 
 

@@ -6,17 +6,19 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 
 import pytest
 
-from conftest import RAIZ
+from conftest import RAIZ, aceita_conexao, esperar, porta_livre
 
 PASTA = os.path.join(RAIZ, "relatorio")
 GERAR = os.path.join(PASTA, "gerar.py")
 PDF = os.path.join(PASTA, "RA.pdf")
 FONTES = ("Servidor.py", "Cliente.py", "Mensagem.py")
-PRAZO_GERAR = 120.0   # ler o PDF com pypdf leva poucos segundos; isto é só o teto
+PRAZO_GERAR = 120.0   # gerar e ler o PDF leva poucos segundos; isto é só o teto
+DADOS = ["--nome", "Ana Souza", "--ra", "123456", "--video", "https://youtu.be/exemplo"]
 
 
 def carregar(nome, caminho):
@@ -33,7 +35,7 @@ demo = carregar("demo", os.path.join(PASTA, "demo.py"))
 
 def rodar(*argumentos, script=GERAR):
     """Roda gerar.py como a pessoa rodaria; devolve o processo terminado."""
-    ambiente = dict(os.environ, PYTHONIOENCODING="utf-8")
+    ambiente = dict(os.environ, PYTHONUTF8="1", PYTHONIOENCODING="utf-8")
     return subprocess.run([sys.executable, script] + list(argumentos), cwd=RAIZ,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ambiente,
                           universal_newlines=True, encoding="utf-8", timeout=PRAZO_GERAR)
@@ -44,7 +46,7 @@ def copia(destino):
     os.makedirs(os.path.join(destino, "relatorio"))
     for fonte in FONTES:
         shutil.copy(os.path.join(RAIZ, fonte), os.path.join(destino, fonte))
-    for arquivo in ("gerar.py", "relatorio.md", "RA.pdf"):
+    for arquivo in ("gerar.py", "relatorio.typ", "estilo.typ", "RA.pdf"):
         shutil.copy(os.path.join(PASTA, arquivo), os.path.join(destino, "relatorio", arquivo))
     return os.path.join(destino, "relatorio", "gerar.py")
 
@@ -79,7 +81,7 @@ def test_pdf_tem_as_sete_secoes_e_as_tres_figuras():
         assert figura in texto, figura
     from pypdf import PdfReader
     assert sum(len(pagina.images) for pagina in PdfReader(PDF).pages) >= 3
-    # No texto-fonte, nenhum "Arquivo.py:123": toda citação vem de um marcador ou nome.
+    # Na fonte, nenhum "Arquivo.py:123": toda citação vem de um marcador ou nome.
     assert not re.search(r"(Servidor|Cliente|Mensagem)\.py:\d", gerar.ler_texto())
 
 
@@ -134,12 +136,33 @@ def test_verificar_falha_quando_o_codigo_mostrado_muda(tmp_path):
 
 # ---------------------------------------------------------------- o ZIP
 
+def test_pdf_gerado_do_zero_com_nome_ra_e_video(tmp_path):
+    """O PDF sai do zero com o que está instalado, com nome, RA e vídeo, e bate com o código."""
+    pdf = str(tmp_path / "123456.pdf")
+    resultado = rodar(*DADOS + ["--saida", pdf])
+    assert resultado.returncode == 0, resultado.stderr
+    texto = gerar.texto_do_pdf(pdf)
+    for dado in ("Ana Souza", "123456", "https://youtu.be/exemplo"):
+        assert dado in texto, dado
+    assert gerar.FALTA not in texto and "MODELO" not in texto
+    assert gerar.verificar(pdf) == []
+
+
+def test_pdf_commitado_e_claramente_um_modelo():
+    """O RA.pdf commitado diz em toda página que é um modelo, com os três campos por preencher."""
+    from pypdf import PdfReader
+    paginas = [pagina.extract_text() for pagina in PdfReader(PDF).pages]
+    assert all("MODELO, não entregue este PDF" in pagina for pagina in paginas)
+    texto = gerar.texto_do_pdf(PDF)
+    for campo in ("nome", "ra", "video"):
+        assert gerar.FALTA + campo in texto, campo
+
+
 def test_zip_tem_exatamente_os_tres_fontes_e_o_pdf(tmp_path):
     """--zip monta [RA].zip com exatamente Servidor.py, Cliente.py, Mensagem.py e [RA].pdf."""
-    resultado = rodar("--zip", "--ra", "123456", "--pdf", PDF, "--destino", str(tmp_path))
+    pdf = str(tmp_path / "gerado.pdf")
+    resultado = rodar(*DADOS + ["--saida", pdf, "--zip", "--destino", str(tmp_path)])
     assert resultado.returncode == 0, resultado.stderr
-    # O PDF commitado ainda tem os campos por preencher: o --zip avisa.
-    assert "campos a preencher: --nome, --ra, --video" in resultado.stderr
     caminho = os.path.join(str(tmp_path), "123456.zip")
     with zipfile.ZipFile(caminho) as arquivo_zip:
         assert sorted(arquivo_zip.namelist()) == ["123456.pdf", "Cliente.py", "Mensagem.py",
@@ -147,8 +170,28 @@ def test_zip_tem_exatamente_os_tres_fontes_e_o_pdf(tmp_path):
         for fonte in FONTES:
             with open(os.path.join(RAIZ, fonte), "rb") as f:
                 assert arquivo_zip.read(fonte) == f.read(), fonte
-        with open(PDF, "rb") as f:
+        with open(pdf, "rb") as f:
             assert arquivo_zip.read("123456.pdf") == f.read()
+
+
+@pytest.mark.parametrize("tirar", ["--nome", "--ra", "--video"])
+def test_zip_recusa_sem_nome_ra_ou_video(tmp_path, tirar):
+    """Sem nome, RA ou vídeo, --zip sai com código 2 numa linha que diz o que falta, e sem ZIP."""
+    i = DADOS.index(tirar)
+    resultado = rodar(*DADOS[:i] + DADOS[i + 2:] + ["--zip", "--destino", str(tmp_path)])
+    assert resultado.returncode == 2
+    assert resultado.stderr.strip().splitlines() == [
+        "ERRO: --zip precisa de nome, RA e link do vídeo; falta %s" % tirar]
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_zip_recusa_o_pdf_modelo(tmp_path):
+    """--zip com --pdf do modelo commitado (campos por preencher) sai com código 2, sem ZIP."""
+    resultado = rodar(*DADOS + ["--pdf", PDF, "--zip", "--destino", str(tmp_path)])
+    assert resultado.returncode == 2
+    assert len(resultado.stderr.strip().splitlines()) == 1
+    assert "é o modelo" in resultado.stderr
+    assert os.listdir(str(tmp_path)) == []
 
 
 def test_zip_recusa_pdf_que_nao_bate_com_o_codigo(tmp_path):
@@ -157,7 +200,7 @@ def test_zip_recusa_pdf_que_nao_bate_com_o_codigo(tmp_path):
     servidor = str(tmp_path / "projeto" / "Servidor.py")
     editar(servidor, lambda linhas: ["# linha nova no topo"] + linhas)
     pdf = str(tmp_path / "projeto" / "relatorio" / "RA.pdf")
-    resultado = rodar("--zip", "--ra", "123456", "--pdf", pdf, "--destino", str(tmp_path),
+    resultado = rodar(*DADOS + ["--zip", "--pdf", pdf, "--destino", str(tmp_path)],
                       script=script)
     assert resultado.returncode == 1
     assert not os.path.exists(str(tmp_path / "123456.zip"))
@@ -211,33 +254,74 @@ def test_referencia_a_nome_do_codigo(codigo):
 
 
 def test_referencia_que_nao_existe_e_erro(codigo):
-    """Marcador ou nome inexistente, ou colchete que não é citação: problema, não passa calado."""
-    md = "Veja [5a] e [4a] e [9z], [Cliente.sumido], [Foo] e `[9z]` em código.\n"
-    _, _, problemas = gerar.esperado(codigo, gerar.percorrer(md))
+    """Marcador ou nome inexistente, ou #c[...] que não é citação: problema, não passa calado."""
+    fonte = ("Veja #c[5a] e #c[4a] e #c[9z], #c[Cliente.sumido], #c[Foo] e `#c[9z]` em código.\n"
+             "// um comentário com #c[8y] não cita\n"
+             "```\n#c[7x] em bloco de código não cita\n```\n"
+             "#link(\"https://exemplo.org\") e #trecho[6w]\n")
+    _, _, problemas = gerar.esperado(codigo, gerar.percorrer(fonte))
     texto = "\n".join(problemas)
     assert "[9z] não existe" in texto
     assert "não existe sumido em Cliente.py" in texto
-    assert "[Foo] parece uma citação" in texto
+    assert "#c[Foo] não é um marcador" in texto
     assert texto.count("[9z]") == 1  # o que está entre crases não conta
+    assert "8y" not in texto and "7x" not in texto  # nem em comentário ou bloco de código
+    assert "[6w] não existe" in texto  # o "//" do endereço não esconde o resto da linha
     # Marcadores obrigatórios que o texto não cita também são problema.
     assert "o marcador [5b] sumiu do código" in texto
 
 
+def test_ponto_e_virgula_logo_depois_de_uma_citacao_e_erro(codigo):
+    """Um ";" colado em #c[...] sumiria do PDF (o typst o toma como fim do comando): é problema."""
+    _, _, problemas = gerar.esperado(codigo, gerar.percorrer("Veja #c[5a]; e #c[4a]\\; ok.\n"))
+    assert [p for p in problemas if "some no PDF" in p] == [
+        "relatorio.typ linha 1: o \";\" logo depois de #c[5a] some no PDF (o typst o lê como fim "
+        "do comando): escreva \\;"]
+
+
 # ------------------------------------------------------------ o lançador da demo
 
-def test_demo_abre_os_cinco_consoles_com_os_argumentos_certos():
-    """demo.py: líder 10097, seguidores 10098 e 10099 (lento: --atraso-replicacao) e 2 clientes."""
+def test_demo_abre_os_cinco_consoles_e_responde_as_perguntas_dos_servidores():
+    """demo.py: servidores sem argumentos (as perguntas da seção 5a aparecem no vídeo), o 10099
+    lento (--atraso-replicacao), as respostas de cada um, e os dois clientes."""
     from Servidor import Servidor
-    consoles = demo.consoles(atraso=20)
-    assert [argumentos[0] for _, argumentos in consoles] == \
+    consoles = demo.consoles(atraso=30)
+    assert [argumentos[0] for _, argumentos, _ in consoles] == \
         ["Servidor.py"] * 3 + ["Cliente.py"] * 2
-    configuracoes = [Servidor.ler_argumentos(argumentos[1:]) for _, argumentos in consoles[:3]]
-    assert [config for config, _ in configuracoes] == [
-        ("127.0.0.1", 10097, "127.0.0.1", 10097),
-        ("127.0.0.1", 10098, "127.0.0.1", 10097),
-        ("127.0.0.1", 10099, "127.0.0.1", 10097)]
-    assert [atraso for _, atraso in configuracoes] == [0.0, 0.0, 20.0]
-    assert consoles[3][1] == consoles[4][1] == ["Cliente.py"]
+    configuracoes = [Servidor.ler_argumentos(argumentos[1:]) for _, argumentos, _ in consoles[:3]]
+    assert configuracoes == [(None, 0.0), (None, 0.0), (None, 30.0)]   # sem IP nem porta
+    assert [respostas for _, _, respostas in consoles[:3]] == [
+        ["127.0.0.1", "10097", "127.0.0.1", "10097"],
+        ["127.0.0.1", "10098", "127.0.0.1", "10097"],
+        ["127.0.0.1", "10099", "127.0.0.1", "10097"]]
+    assert consoles[3][1:] == consoles[4][1:] == (["Cliente.py"], [])
+    roteiro = demo.roteiro(30)
+    assert "--atraso-replicacao 30" in roteiro and "TRY_OTHER_SERVER_OR_LATER" in roteiro
+
+
+@pytest.mark.skipif(os.name != "posix" or shutil.which("tmux") is None,
+                    reason="a demonstração com tmux é só do Linux/macOS com tmux instalado")
+def test_demo_no_tmux_digita_cada_resposta_depois_da_pergunta(monkeypatch):
+    """[5a] No tmux, cada servidor mostra as quatro perguntas com a resposta digitada, e sobe."""
+    pasta_tmux = tempfile.mkdtemp(prefix="tmux")   # um servidor tmux só deste teste (caminho curto)
+    monkeypatch.setenv("TMUX_TMPDIR", pasta_tmux)
+    monkeypatch.delenv("TMUX", raising=False)
+    monkeypatch.setattr(demo, "PORTAS", tuple(porta_livre() for _ in range(3)))
+    try:
+        paineis = demo.abrir_tmux(30, sys.executable, "teste")
+        esperar(lambda: all(aceita_conexao(p) for p in demo.PORTAS),
+                motivo="os três servidores da demonstração abrirem as portas")
+        for painel, (_, argumentos, respostas) in zip(paineis, demo.consoles(30)[:3]):
+            tela = [l for l in demo.tmux("capture-pane", "-p", "-t", painel).split("\n") if l]
+            assert tela[0].endswith(" ".join(argumentos))
+            assert tela[1:5] == ["IP [127.0.0.1]: " + respostas[0],
+                                 "Porta [10097]: " + respostas[1],
+                                 "IP do líder [127.0.0.1]: " + respostas[2],
+                                 "Porta do líder [10097]: " + respostas[3]]
+    finally:
+        subprocess.run(["tmux", "kill-server"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        shutil.rmtree(pasta_tmux, ignore_errors=True)
 
 
 def test_demo_no_windows_usa_start_e_cmd():

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from conftest import (PRAZO, RAIZ, SONDA, Processo, aceita_conexao, enderecos, esperar,
-                      esperar_unido, porta_livre)
+from conftest import (AMBIENTE_FILHO, PRAZO, RAIZ, SONDA, Processo, aceita_conexao, enderecos,
+                      esperar, esperar_unido, porta_livre)
 from Cliente import Cliente
 from Mensagem import Mensagem
 
@@ -215,7 +215,7 @@ class ClienteNoConsole(Processo):
         with open(self.caminho_saida, "wb") as saida, open(self.caminho_erro, "wb") as erro:
             self.popen = subprocess.Popen(
                 [sys.executable, "-u"] + list(prefixo) + ["Cliente.py"], cwd=RAIZ,
-                stdin=subprocess.PIPE, stdout=saida, stderr=erro)
+                stdin=subprocess.PIPE, stdout=saida, stderr=erro, env=AMBIENTE_FILHO)
         cluster.pilha.callback(self.terminar)
 
     def digitar(self, texto):
