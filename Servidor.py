@@ -3,7 +3,6 @@
 import collections
 import errno
 import os
-import queue
 import select
 import socket
 import sys
@@ -16,12 +15,13 @@ from Mensagem import Mensagem
 class Servidor:
     """Um servidor do KV store; é o líder quando o endereço do líder é um dos seus.
 
-    Travas, sempre nesta ordem: trava_put, depois trava_tabela ou confirmacoes.
+    Travas, sempre nesta ordem: trava_put, depois trava_tabela ou trava_confirmacoes.
       - trava_put (líder): ordem total dos PUTs: timestamp, tabela, registro em disco e envio
         das REPLICATIONs; guarda também o conjunto de canais (seguidores unidos).
       - trava_tabela: só operações no dicionário, nunca presa durante rede ou disco.
-      - confirmacoes (Condition com trava própria, líder): os REPLICATION_OK que chegam; o PUT
-        espera nela, fora da trava_put, até todos os seguidores confirmarem.
+      - trava_confirmacoes (líder): o que cada seguidor já confirmou e os PUTs que esperam.
+    Um PUT que espera confirmações dorme fora de todas elas, no seu sinal (uma trava que nasce
+    fechada): quem recebe o REPLICATION_OK que faltava a abre.
     """
 
     IP_PADRAO = "127.0.0.1"
@@ -63,9 +63,11 @@ class Servidor:
         self.contador = 0
         self.trava_put = threading.Lock()
         self.trava_tabela = threading.Lock()
-        self.confirmacoes = threading.Condition(threading.Lock())
+        self.trava_confirmacoes = threading.Lock()
         # Líder: origem "ip:porta" do seguidor -> o seu Canal (só seguidores unidos).
         self.canais = {}
+        # Líder: PUTs esperando confirmações: (ts, origens unidas no PUT, sinal a abrir).
+        self.esperas = []
         # Líder: id de PUT -> timestamp que recebeu (o PUT repetido não grava de novo).
         self.ids = collections.OrderedDict()
         # Líder: algum PUT já foi aceito desde que subiu? Antes disso, um seguidor mais
@@ -81,8 +83,7 @@ class Servidor:
         self.juntou = self.eh_lider
         self.parar = threading.Event()
         self.ouvinte = None
-        self.saida = queue.Queue()
-        self.console = Servidor.Console(self.saida)
+        self.console = Servidor.Console()
         self.avisados = set()
         # Tabela de despacho: tipo -> tratador. Tipo fora dela recebe ERRO.
         self.tratadores = {
@@ -254,19 +255,28 @@ class Servidor:
         """Escreve as linhas do console, em ordem: um console pausado (no Windows, o modo de
         seleção do Prompt) atrasa só as próprias linhas, nunca o cluster."""
 
-        def __init__(self, fila):
+        def __init__(self):
             super().__init__(daemon=True, name="console")
-            self.fila = fila
+            # (arquivo, linha) em ordem; (None, None) encerra. Quem acrescenta acorda a thread
+            # só se ela ainda não foi acordada: sob carga, uma escrita leva um lote de linhas.
+            self.fila = collections.deque()
+            self.acordar = threading.Event()
 
         def run(self):
             while True:
-                arquivo, linha = self.fila.get()
-                if arquivo is None:
-                    return
-                try:
-                    print(linha, file=arquivo, flush=True)
-                except (OSError, ValueError):
-                    pass  # console fechado: o servidor continua servindo
+                self.acordar.wait()
+                self.acordar.clear()
+                while self.fila:
+                    arquivo, linha = self.fila.popleft()
+                    if arquivo is None:
+                        return
+                    linhas = [linha]
+                    while self.fila and self.fila[0][0] is arquivo:
+                        linhas.append(self.fila.popleft()[1])
+                    try:
+                        print("\n".join(linhas), file=arquivo, flush=True)
+                    except (OSError, ValueError):
+                        pass  # console fechado: o servidor continua servindo
 
     # ---------------------------------------------------------------- ciclo de vida
 
@@ -318,7 +328,7 @@ class Servidor:
         if self.ouvinte is not None:
             self.ouvinte.close()
         if self.console.is_alive():
-            self.saida.put((None, None))
+            self.mostrar(None, None)
             self.console.join(Servidor.PRAZO_SAIDA)
 
     # ----------------------------------------------------------- entrada e saída
@@ -347,11 +357,16 @@ class Servidor:
 
     def escrever(self, linha):
         """Uma linha da seção 6 do enunciado no console (pela thread Console)."""
-        self.saida.put((sys.stdout, linha))
+        self.mostrar(sys.stdout, linha)
 
     def avisar(self, linha):
         """Uma linha de erro para a pessoa, em stderr (stdout só tem as linhas da seção 6)."""
-        self.saida.put((sys.stderr, linha))
+        self.mostrar(sys.stderr, linha)
+
+    def mostrar(self, arquivo, linha):
+        self.console.fila.append((arquivo, linha))
+        if not self.console.acordar.is_set():
+            self.console.acordar.set()
 
     def avisar_uma_vez(self, assunto, linha):
         if assunto not in self.avisados:
@@ -378,12 +393,13 @@ class Servidor:
             # Um PUT repetido (mesmo id) espera o original e responde o mesmo ts.
             origens = list(self.canais)
         # [5e] PUT_OK só depois do REPLICATION_OK de todos os seguidores unidos.
-        with self.confirmacoes:
-            # O prazo é só uma rede de segurança: cada Canal retira o seu seguidor antes dele.
-            pronto = self.confirmacoes.wait_for(
-                lambda: self.confirmado_por_todos(origens, timestamp),
-                Servidor.PRAZO_ENCAMINHAMENTO)
-        if not pronto:
+        sinal = threading.Lock()
+        sinal.acquire()
+        with self.trava_confirmacoes:
+            self.esperas.append((timestamp, origens, sinal))
+            self.liberar_confirmados()
+        # O prazo é só uma rede de segurança: cada Canal retira o seu seguidor antes dele.
+        if not sinal.acquire(timeout=Servidor.PRAZO_ENCAMINHAMENTO):
             self.avisar("Erro interno: PUT ts:%d sem confirmação dos seguidores." % timestamp)
             return Mensagem(Mensagem.ERRO, value="os seguidores não confirmaram a tempo")
         self.escrever("Enviando PUT_OK ao Cliente %s da key:%s ts:%d"
@@ -420,18 +436,21 @@ class Servidor:
                 Servidor.derrubar(canal.sock)
         return self.contador
 
-    def confirmado_por_todos(self, origens, timestamp):
-        """Sob confirmacoes: cada seguidor que estava unido no PUT, e ainda está, já aplicou."""
-        for origem in origens:
-            canal = self.canais.get(origem)
-            if canal is not None and canal.confirmado < timestamp:
-                return False
-        return True
+    def liberar_confirmados(self):
+        """Sob trava_confirmacoes: abre o sinal de cada PUT que cada seguidor unido no PUT, e
+        ainda unido, já aplicou."""
+        faltam = []
+        for timestamp, origens, sinal in self.esperas:
+            if all(self.canais[o].confirmado >= timestamp for o in origens if o in self.canais):
+                sinal.release()
+            else:
+                faltam.append((timestamp, origens, sinal))
+        self.esperas = faltam
 
     # [5e] Recebe REPLICATION_OK: confirma, em ordem, as REPLICATIONs mais antigas do canal.
     def confirmar(self, canal, linhas):
         """Líder: aplica os REPLICATION_OK lidos; devolve o motivo para derrubar, ou None."""
-        with self.confirmacoes:
+        with self.trava_confirmacoes:
             for linha in linhas:
                 try:
                     confirmacao = Mensagem.de_linha(linha)
@@ -444,7 +463,7 @@ class Servidor:
                                                                  confirmacao.timestamp)
                 canal.pendentes.popleft()
                 canal.confirmado = confirmacao.timestamp
-            self.confirmacoes.notify_all()
+            self.liberar_confirmados()
         return None
 
     def encaminhar_put(self, pedido, conexao):
@@ -541,10 +560,10 @@ class Servidor:
                 canal.pendentes.append((ts, agora))
                 sock.sendall(Mensagem(Mensagem.REPLICATION, key=key, value=value,
                                       timestamp=ts).para_linha())
-            with self.confirmacoes:
+            with self.trava_confirmacoes:
                 antigo = self.canais.get(pedido.origem)
                 self.canais[pedido.origem] = canal
-                self.confirmacoes.notify_all()
+                self.liberar_confirmados()
             # [threads] Uma thread por seguidor unido lê os REPLICATION_OK dele.
             canal.start()
         if antigo is not None:
@@ -592,10 +611,10 @@ class Servidor:
         Servidor.derrubar(canal.sock)
         # Sob a trava_put nenhum PUT está num sendall deste socket: pode fechar.
         with self.trava_put:
-            with self.confirmacoes:
+            with self.trava_confirmacoes:
                 if self.canais.get(canal.origem) is canal:
                     del self.canais[canal.origem]
-                self.confirmacoes.notify_all()
+                self.liberar_confirmados()
             canal.sock.close()
 
     @staticmethod
