@@ -47,13 +47,13 @@ class Ritmo:
     """O andamento da gravação: o normal (o vídeo da entrega) ou o rápido (os testes)."""
 
     def __init__(self, rapido):
-        self.tecla = 0.008 if rapido else 0.085        # s entre duas teclas
-        self.pausa = 0.05 if rapido else 0.45          # s antes de responder uma pergunta
-        self.leitura = 0.1 if rapido else 1.6          # s para ler a legenda de um passo
+        self.tecla = 0.008 if rapido else 0.1          # s entre duas teclas
+        self.pausa = 0.05 if rapido else 0.6           # s antes de responder uma pergunta
+        self.leitura = 0.1 if rapido else 2.5          # s para ler a legenda de um passo
         self.atraso = 2 if rapido else 30              # --atraso-replicacao do seguidor lento
         self.fps = 5 if rapido else 10
         self.tamanho = (1280, 720) if rapido else (1920, 1080)
-        self.ocioso = 1.0 if rapido else 4.0           # espera maior que isto é encurtada
+        self.ocioso = 1.0 if rapido else 6.0           # espera maior que isto é encurtada
         self.cartao = 1.5 if rapido else 6.0           # s de cada cartão (abertura e fim)
 
 
@@ -132,12 +132,13 @@ class Console:
         """Digita caractere por caractere: no stdin do processo e no eco da tela."""
         for caractere in texto:
             time.sleep(self.ritmo.tecla)
+            # O eco antes do envio: a resposta do programa nunca aparece antes da tecla.
+            self.escrever(DIGITADO, caractere)
             if self.processo is not None:
                 try:
                     self.processo.stdin.write(caractere.encode("utf-8"))
                 except OSError:
                     raise Falha("%s: o processo fechou a entrada\n%s" % (self.titulo, self.tela()))
-            self.escrever(DIGITADO, caractere)
 
     def executar(self, argumentos, esperar_fim=False):
         """Digita "python ..." no prompt e roda esse comando de verdade, com E/S em UTF-8."""
@@ -363,19 +364,21 @@ class Roteiro:
                      "Cada um pergunta IP, porta, IP e porta do líder; Enter aceita o padrão. "
                      "O %d é lento: espera %g s antes de aplicar cada REPLICATION."
                      % (self.portas[2], atraso),
-                     [r"Porta.*", r"\$ python Servidor.py.*"])
+                     [r"(IP|Porta)( do líder)? \[.*"])
         self.subir_servidor(self.lider, self.portas[0])
         self.subir_servidor(self.seguidor, self.portas[1])
         self.subir_servidor(self.lento, self.portas[2], atraso)
 
         self.legenda(3, "Os dois clientes: INIT", "enunciado 4a",
                      "O cliente lê do teclado IP e porta dos três servidores; "
-                     "não sabe quem é o líder.", [r"Porta do servidor.*"])
+                     "não sabe quem é o líder.", [r"(IP|Porta) do servidor \d.*"])
         self.init(self.a)
         self.init(self.b)
 
-        # PUTs até um cair direto no líder e outro num seguidor (o sorteio é do cliente).
-        pares = [("nome", "Ana"), ("curso", "SD"), ("cidade", "Campinas"), ("ano", "2023")]
+        # PUTs até um cair direto no líder e outro num seguidor (o sorteio é do cliente):
+        # no máximo 4, ou até 8 enquanto nenhum cair num seguidor (chance (1/3)^8).
+        pares = [("nome", "Ana"), ("curso", "SD"), ("cidade", "Campinas"), ("ano", "2023"),
+                 ("sala", "B12"), ("turno", "noite"), ("prova", "junho"), ("nota", "10")]
         vistos = set()
         for vez, (key, value) in enumerate(pares):
             cliente = (self.a, self.b)[vez % 2]
@@ -388,7 +391,7 @@ class Roteiro:
             porta = self.put(cliente, key, value)
             vistos.add("líder" if porta == self.portas[0] else "seguidor")
             time.sleep(self.ritmo.leitura)
-            if len(vistos) == 2:
+            if len(vistos) == 2 or (vez >= 3 and "seguidor" in vistos):
                 break
         self.resumo["puts"] = vez + 1
         self.resumo["caminhos"] = sorted(vistos)
@@ -450,7 +453,7 @@ class Roteiro:
                                  "B já viu nome=%s (ts maior); o seguidor lento ainda tem o ts "
                                  "antigo e responde TRY_OTHER_SERVER_OR_LATER em vez de um valor "
                                  "velho." % valor, [r".*TRY_OTHER_SERVER_OR_LATER.*"])
-                    time.sleep(2 * self.ritmo.leitura)
+                    time.sleep(self.ritmo.leitura)
                     return rodada, valor
                 if gets >= 80:
                     raise Falha("80 GETs numa rodada sem o PUT_OK de A")
@@ -527,14 +530,14 @@ class Desenho:
         self.largura, self.altura = tamanho
         e = self.altura / 1080.0
         self.e = e
-        self.fonte = ImageFont.truetype(FONTE, round(17 * e))
+        self.fonte = ImageFont.truetype(FONTE, round(18 * e))
         self.fonte_titulo = ImageFont.truetype(FONTE_NEGRITO, round(18 * e))
         self.fonte_legenda = ImageFont.truetype(FONTE_NEGRITO, round(30 * e))
         self.fonte_explicacao = ImageFont.truetype(FONTE, round(20 * e))
         self.fonte_cartao = ImageFont.truetype(FONTE, round(28 * e))
         self.fonte_cartao_titulo = ImageFont.truetype(FONTE_NEGRITO, round(44 * e))
         self.coluna = self.fonte.getlength("M")
-        self.linha = round(17 * e * 1.3)
+        self.linha = round(18 * e * 1.3)
         self.titulos = titulos
         margem, topo, meio = round(10 * e), round(138 * e), self.largura // 2
         altura_util = self.altura - topo - margem
@@ -646,7 +649,7 @@ class Desenho:
 def plano(gravacao, ritmo):
     """Os trechos da execução que vão ao vídeo: esperas longas viram um corte "+N s"."""
     tempos = sorted({0.0, gravacao.fim} | {t for t, *_ in gravacao.eventos if t <= gravacao.fim})
-    mostrar, antes = ritmo.ocioso / 2, ritmo.ocioso / 4
+    mostrar, antes = ritmo.ocioso / 2, ritmo.ocioso / 4    # o começo e o fim da espera
     trechos, inicio = [], 0.0
     for a, b in zip(tempos, tempos[1:]):
         if b - a > ritmo.ocioso:
