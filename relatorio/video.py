@@ -38,6 +38,7 @@ MENU = "INIT, PUT ou GET? "
 PRAZO = 15.0                         # toda espera tem prazo: prompt, linha, porta
 TRY = "TRY_OTHER_SERVER_OR_LATER"
 PROMPT = "$ "                        # onde a linha de comando é digitada
+LIMITE_VIDEO = 300                   # s: "no máximo 5 minutos" (enunciado, seção 9 II)
 
 # O tipo de cada pedaço de texto de um console.
 SAIDA, ERRO, DIGITADO = "saida", "erro", "digitado"
@@ -754,6 +755,8 @@ def transcrever(gravacao, titulos, trechos, ritmo, caminho, cabecalho):
     tela = Tela(len(titulos))
     legendas = []
     for evento in gravacao.eventos:
+        if evento[0] > gravacao.fim:
+            break                     # o encerramento dos processos não vai ao vídeo
         tela.aplicar(evento)
         if evento[1] is None:
             passo = evento[3]
@@ -848,6 +851,10 @@ def principal(argumentos):
             shutil.copy(caminho, os.path.join(PASTA, "figuras", nome + ".png"))
     print("vídeo: %s (%.1f s, %dx%d)\ntranscrição: %s" % ((video, duracao) + ritmo.tamanho
                                                            + (transcricao,)))
+    if duracao > LIMITE_VIDEO:
+        # Muitas rodadas sem TRY_OTHER (raro): o enunciado pede no máximo 5 minutos.
+        print("ERRO: o vídeo passou de %d s; rode de novo." % LIMITE_VIDEO, file=sys.stderr)
+        return 1
     return 0
 
 
