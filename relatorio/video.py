@@ -162,6 +162,8 @@ class Console:
             self.processo.wait(PRAZO)
             for leitor in self.leitores:
                 leitor.join(PRAZO)
+            for fluxo in (self.processo.stdin, self.processo.stdout, self.processo.stderr):
+                fluxo.close()
             codigo = self.processo.returncode
             self.processo = None
             if codigo != 0:
@@ -221,29 +223,22 @@ class Console:
         return encontrado
 
     def encerrar(self):
-        if self.processo is None:
+        """O cliente sai limpo no fim da entrada; o servidor, com terminate. Sempre com prazo."""
+        processo, self.processo = self.processo, None
+        if processo is None:
             return
-        if self.processo.poll() is None:
-            try:
-                self.processo.stdin.close()      # fim da entrada: o cliente sai limpo
-            except OSError:
-                pass
-            try:
-                self.processo.wait(1.0 if self.indice >= 3 else 0.0)
-            except subprocess.TimeoutExpired:
-                pass
-            if self.processo.poll() is None:
-                self.processo.terminate()
-            try:
-                self.processo.wait(PRAZO)
-            except subprocess.TimeoutExpired:
-                self.processo.kill()
-                self.processo.wait(PRAZO)
-        for fluxo in (self.processo.stdin, self.processo.stdout, self.processo.stderr):
-            try:
-                fluxo.close()
-            except OSError:
-                pass
+        try:
+            processo.stdin.close()
+            processo.wait(1.0 if self.titulo.startswith("cliente") else 0.01)
+        except (OSError, subprocess.TimeoutExpired):
+            processo.terminate()
+        try:
+            processo.wait(PRAZO)
+        except subprocess.TimeoutExpired:
+            processo.kill()
+            processo.wait(PRAZO)
+        for fluxo in (processo.stdout, processo.stderr):
+            fluxo.close()
 
 
 def porta_livre():
@@ -353,7 +348,6 @@ class Roteiro:
                        "%s escrever %r" % (console.titulo, padrao))
 
     def encenar(self):
-        n = self.PASSOS
         atraso = self.ritmo.atraso
         self.legenda(1, "Compilação", "enunciado 9 II",
                      "py_compile compila os três arquivos; nenhuma saída = nenhum erro.",
@@ -428,7 +422,6 @@ class Roteiro:
             raise Falha("depois do PUT_OK, B leu %s" % valor)
         time.sleep(2 * self.ritmo.leitura + 0.5)
         self.g.fim = self.g.agora()
-        return n
 
     def try_other(self):
         """A receita do README: A faz PUT, B repete GET até cair no seguidor lento (rodadas)."""
@@ -823,6 +816,9 @@ def principal(argumentos):
                     ["FALHOU: %s" % str(erro).splitlines()[0]])
         print("ERRO: %s\n(transcrição parcial em %s)" % (erro, transcricao), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("Interrompido: nenhum vídeo gravado.", file=sys.stderr)
+        return 130
     finally:
         roteiro.encerrar()
     print("Execução gravada em %.0f s; desenhando e codificando o vídeo..." % gravacao.fim)
