@@ -65,7 +65,7 @@ class Falha(Exception):
 # ------------------------------------------------------------------ a execução
 
 class Gravacao:
-    """O registro da execução: cada pedaço de texto de cada console e cada legenda, com o instante."""
+    """O registro da execução: cada pedaço de texto de cada console e cada legenda, com o tempo."""
 
     def __init__(self):
         self.inicio = time.monotonic()
@@ -271,7 +271,8 @@ def esperar_porta(console, porta):
             return
         except OSError:
             if time.monotonic() > limite:
-                raise Falha("%s não abriu a porta %d\n%s" % (console.titulo, porta, console.tela()))
+                raise Falha("%s não abriu a porta %d\n%s"
+                            % (console.titulo, porta, console.tela()))
             time.sleep(0.05)
 
 
@@ -307,7 +308,8 @@ class Roteiro:
         console.responder("IP [127.0.0.1]: ", "")
         console.responder("Porta [10097]: ", self.resposta_porta(porta, PORTAS[0]))
         console.responder("IP do líder [127.0.0.1]: ", "")
-        console.responder("Porta do líder [10097]: ", self.resposta_porta(self.portas[0], PORTAS[0]))
+        console.responder("Porta do líder [10097]: ",
+                          self.resposta_porta(self.portas[0], PORTAS[0]))
         esperar_porta(console, porta)
 
     def init(self, console):
@@ -534,16 +536,15 @@ class Desenho:
         self.linha = round(18 * e * 1.3)
         self.titulos = titulos
         margem, topo, meio = round(10 * e), round(138 * e), self.largura // 2
-        altura_util = self.altura - topo - margem
+        altura_util = self.altura - topo
+
+        def empilhados(x0, x1, quantos):
+            passo = altura_util / quantos
+            return [(x0, round(topo + i * passo), x1, round(topo + (i + 1) * passo) - margem)
+                    for i in range(quantos)]
         # Servidores: três painéis empilhados à esquerda; clientes: dois à direita.
-        self.paineis = []
-        for i in range(3):
-            y0 = topo + i * altura_util // 3
-            self.paineis.append((margem, y0, meio - margem // 2, topo + (i + 1) * altura_util // 3 - margem))
-        for i in range(2):
-            y0 = topo + i * altura_util // 2
-            self.paineis.append((meio + margem // 2, y0, self.largura - margem,
-                                 topo + (i + 1) * altura_util // 2 - margem))
+        self.paineis = (empilhados(margem, meio - margem // 2, 3)
+                        + empilhados(meio + margem // 2, self.largura - margem, 2))
 
     def quadro(self, tela, relogio, marca=None):
         from PIL import Image, ImageDraw
@@ -670,7 +671,7 @@ def tempo_no_video(t, trechos, ritmo):
 
 
 def cartoes(gravacao, opcoes, desenho, resumo):
-    data = gravacao.data.strftime("%d/%m/%Y %H:%M %Z")
+    data = gravacao.data.strftime("%d/%m/%Y %H:%M (UTC%z)")   # %Z no Windows é um nome longo
     abertura = desenho.cartao("KV Store replicado — Sistemas Distribuídos", [
         "Nome: %s" % (opcoes.nome or "(não informado: --nome)"),
         "RA: %s" % (opcoes.ra or "(não informado: --ra)"),
@@ -775,7 +776,7 @@ def principal(argumentos):
     parser.add_argument("--nome", help="seu nome, no cartão de abertura")
     parser.add_argument("--ra", help="seu RA, no cartão de abertura")
     parser.add_argument("--rapido", action="store_true",
-                        help="vídeo curto: digitação rápida, atraso de 2 s, 5 quadros/s, 1280x720")
+                        help="vídeo curto: digitação rápida, atraso 2 s, 5 quadros/s, 1280x720")
     parser.add_argument("--portas-livres", action="store_true",
                         help="servidores em portas livres (testes); o padrão é 10097-10099")
     parser.add_argument("--figuras", action="store_true",

@@ -1,4 +1,4 @@
-"""O vídeo (relatorio/video.py): uma gravação curta de uma execução real, lida de volta do disco."""
+"""O vídeo (relatorio/video.py): uma gravação curta de uma execução real, lida de volta."""
 
 import os
 import re
@@ -9,7 +9,7 @@ import imageio_ffmpeg
 
 from conftest import RAIZ
 
-PRAZO_VIDEO = 180.0      # a execução rápida leva ~20 s e a codificação poucos segundos; é o teto
+PRAZO_VIDEO = 180.0      # a execução rápida leva ~20 s, a codificação poucos segundos: é o teto
 CONSOLES = ("líder", "seguidor", "seguidor lento", "cliente A", "cliente B")
 
 
@@ -37,7 +37,7 @@ def ler_transcricao(caminho):
 
 
 def test_video_rapido_de_uma_execucao_real(tmp_path):
-    """[9 II, 9 III] video.py grava um MP4 H.264 válido e a transcrição tem GET normal e TRY_OTHER."""
+    """[9 II, 9 III] video.py grava um MP4 H.264 válido; a transcrição tem GET normal e TRY_OTHER."""
     pasta = str(tmp_path)
     resultado = gravar(pasta)
     transcricao = os.path.join(pasta, "video.txt")
