@@ -808,7 +808,8 @@ def principal(argumentos):
     gravacao = Gravacao()
     roteiro = Roteiro(gravacao, ritmo, portas)
     titulos = [c.titulo for c in roteiro.consoles]
-    print("Gravando uma execução real (%s)..." % ("rápida" if opcoes.rapido else "uns 3 min, mais 1,5 para codificar"))
+    print("Gravando uma execução real (%s)..."
+          % ("rápida" if opcoes.rapido else "uns 3 min, mais 1,5 para codificar"))
     try:
         roteiro.encenar()
     except Falha as erro:
