@@ -647,7 +647,7 @@ def plano(gravacao, ritmo):
     mostrar, antes = ritmo.ocioso / 2, ritmo.ocioso / 4    # o começo e o fim da espera
     trechos, inicio = [], 0.0
     for a, b in zip(tempos, tempos[1:]):
-        if b - a > ritmo.ocioso:
+        if b - a > ritmo.ocioso and b - a - mostrar - antes >= 1.0:   # corta 1 s ou mais
             trechos.append((inicio, a + mostrar))
             inicio = b - antes
     trechos.append((inicio, gravacao.fim))

@@ -79,6 +79,9 @@ def test_video_rapido_de_uma_execucao_real(tmp_path):
                for t in por_console["seguidor lento"])
     assert any(t.startswith("Encaminhando PUT key:") for t in
                por_console["seguidor"] + por_console["seguidor lento"])
+    # Todo corte de espera está na transcrição, com a duração que a marca "+N s" mostra.
+    assert all(re.fullmatch(r"\+[1-9]\d* s de espera encurtados", t)
+               for t in por_console.get("corte", []))
     # Os tempos no vídeo nunca andam para trás e cabem no vídeo.
     tempos = [video for video, _, _, _ in linhas]
     assert tempos == sorted(tempos) and tempos[-1] <= segundos
