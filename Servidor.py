@@ -30,7 +30,8 @@ class Servidor:
     # canais são conferidos a cada fatia.
     FATIA = 0.5
     PRAZO_CONEXAO = 3.0      # para conectar ao líder
-    PRAZO_LINHA = 10.0       # para terminar uma linha já começada (cliente que trava no meio)
+    PRAZO_LINHA = 10.0       # para terminar uma linha já começada, ou enviar uma resposta grande
+    RESPOSTA_PEQUENA = 64 * 1024
     ATRASO_MAXIMO = 30.0     # maior --atraso-replicacao aceito
     # Seguidor que não confirma uma REPLICATION neste prazo sai do conjunto e os PUTs seguem;
     # maior que ATRASO_MAXIMO, para o seguidor lento da demonstração nunca ser retirado.
@@ -45,6 +46,7 @@ class Servidor:
     ESPERA_INICIAL = 4 * INTERVALO_REJOIN
     MAXIMO_IDS = 100000      # ids de PUT lembrados para reconhecer um PUT repetido
     PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
+    INTERVALO_CONSOLE = 0.01  # a thread Console escreve o que chegou a cada 10 ms
     USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
            " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]")
 
@@ -134,8 +136,7 @@ class Servidor:
                         if entregue:
                             break
                         continue
-                    resposta = servidor.despachar(pedido, self)
-                    resposta.enviar(self.sock)
+                    Servidor.responder(self.sock, servidor.despachar(pedido, self))
             except OSError:
                 pass  # o outro lado caiu ou fechou: nada a responder
             finally:
@@ -257,15 +258,14 @@ class Servidor:
 
         def __init__(self):
             super().__init__(daemon=True, name="console")
-            # (arquivo, linha) em ordem; (None, None) encerra. Quem acrescenta acorda a thread
-            # só se ela ainda não foi acordada: sob carga, uma escrita leva um lote de linhas.
+            # (arquivo, linha) em ordem; (None, None) encerra. Quem acrescenta não acorda
+            # ninguém (nenhuma chamada ao sistema no caminho de um pedido): esta thread passa
+            # pela fila a cada INTERVALO_CONSOLE e escreve o lote de uma vez.
             self.fila = collections.deque()
-            self.acordar = threading.Event()
 
         def run(self):
             while True:
-                self.acordar.wait()
-                self.acordar.clear()
+                time.sleep(Servidor.INTERVALO_CONSOLE)
                 while self.fila:
                     arquivo, linha = self.fila.popleft()
                     if arquivo is None:
@@ -334,13 +334,32 @@ class Servidor:
     # ----------------------------------------------------------- entrada e saída
 
     def ler_pedido(self, sock, arquivo):
-        """Lê o próximo pedido: espera sem prazo por um novo; com prazo pelo resto dele e
-        pelo envio da resposta (um cliente que não lê não prende esta thread para sempre)."""
-        # Só esta thread usa este socket: pode mudar o prazo dele. peek não consome nada.
-        sock.settimeout(None)
-        arquivo.peek(1)
+        """Lê o próximo pedido; espera sem prazo por um novo, com prazo pelo resto dele."""
+        # peek bloqueia só enquanto a conexão está ociosa e não consome nada. A linha inteira
+        # já chegou (o caso comum): lê sem mexer no prazo, que custaria chamadas ao sistema.
+        inicio = arquivo.peek(1)
+        if not inicio or b"\n" in inicio:
+            return Mensagem.receber(arquivo)
+        # Só esta thread usa este socket: pode mudar o prazo dele.
         sock.settimeout(Servidor.PRAZO_LINHA)
-        return Mensagem.receber(arquivo)
+        try:
+            return Mensagem.receber(arquivo)
+        finally:
+            sock.settimeout(None)
+
+    @staticmethod
+    def responder(sock, resposta):
+        """Envia a resposta; uma grande, com prazo (um cliente que não a lê não prende esta
+        thread para sempre). As pequenas cabem no buffer do sistema e saem sem esperar."""
+        linha = resposta.para_linha()
+        if len(linha) <= Servidor.RESPOSTA_PEQUENA:
+            sock.sendall(linha)
+            return
+        sock.settimeout(Servidor.PRAZO_LINHA)
+        try:
+            sock.sendall(linha)
+        finally:
+            sock.settimeout(None)
 
     def despachar(self, pedido, conexao):
         """Chama o tratador do tipo; tipo sem tratador (uma resposta, p. ex.) recebe ERRO."""
@@ -365,8 +384,6 @@ class Servidor:
 
     def mostrar(self, arquivo, linha):
         self.console.fila.append((arquivo, linha))
-        if not self.console.acordar.is_set():
-            self.console.acordar.set()
 
     def avisar_uma_vez(self, assunto, linha):
         if assunto not in self.avisados:
