@@ -289,7 +289,9 @@ def test_demo_abre_os_cinco_consoles_e_responde_as_perguntas_dos_servidores():
     assert [argumentos[0] for _, argumentos, _ in consoles] == \
         ["Servidor.py"] * 3 + ["Cliente.py"] * 2
     configuracoes = [Servidor.ler_argumentos(argumentos[1:]) for _, argumentos, _ in consoles[:3]]
-    assert configuracoes == [(None, 0.0), (None, 0.0), (None, 30.0)]   # sem IP nem porta
+    # Sem IP nem porta (o servidor pergunta); só o 10099 com atraso.
+    assert [(config, opcoes["atraso_replicacao"]) for config, opcoes in configuracoes] == \
+        [(None, 0.0), (None, 0.0), (None, 30.0)]
     assert [respostas for _, _, respostas in consoles[:3]] == [
         ["127.0.0.1", "10097", "127.0.0.1", "10097"],
         ["127.0.0.1", "10098", "127.0.0.1", "10097"],

@@ -813,6 +813,7 @@ def test_seguidor_sem_lider_recusa_put_com_uma_linha_curta(cluster):
     for vez in (1, 2):
         resposta = pedir(portas[1], {"tipo": Mensagem.PUT, "key": "k", "value": "perdido"})
         assert resposta is not None and resposta["tipo"] == Mensagem.ERRO, resposta
+        seguidor.sincronizar()   # o aviso veio antes desta linha, pela mesma fila do console
         linhas = seguidor.erro().splitlines()
         assert len(linhas) == vez, "esperava uma linha de erro por PUT: %r" % linhas
         assert 0 < len(linhas[-1]) <= 100, "linha de erro longa demais: %r" % linhas[-1]
