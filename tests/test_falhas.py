@@ -195,24 +195,29 @@ class ServidorQueCai:
     def __init__(self, porta_lider):
         self.porta_lider = porta_lider
         self.atingido = False
+        self.fechando = False
         self.ouvinte = socket.create_server(("127.0.0.1", 0))
         self.porta = self.ouvinte.getsockname()[1]
         self.thread = threading.Thread(target=self.atender, daemon=True)
         self.thread.start()
 
     def atender(self):
-        try:
-            sock, _ = self.ouvinte.accept()
-        except OSError:
-            return  # fechado sem ser usado
+        sock, _ = self.ouvinte.accept()
+        if self.fechando:
+            sock.close()  # a conexão de fechar(): ninguém o sorteou
+            return
         self.atingido = True
         with sock, socket.create_connection(("127.0.0.1", self.porta_lider), PRAZO) as lider:
             lider.sendall(sock.makefile("rb").readline())
             lider.makefile("rb").readline()   # o líder gravou e respondeu
 
     def fechar(self):
-        self.ouvinte.close()
+        # Um accept() bloqueado não acorda quando o socket fecha: uma conexão o acorda.
+        self.fechando = True
+        if not self.atingido:
+            socket.create_connection(("127.0.0.1", self.porta), PRAZO).close()
         self.thread.join(PRAZO)
+        self.ouvinte.close()
 
 
 def test_put_cujo_servidor_cai_no_meio_e_refeito_sem_gravar_duas_vezes(cluster, cliente):

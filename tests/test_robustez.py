@@ -4,6 +4,7 @@ trava, perde ou altera dados de um servidor. Tudo com processos reais (fixture c
 Os testes lentos (mais de ~3 s) têm logo acima um comentário "# Lento (~N s): por quê".
 """
 
+import contextlib
 import json
 import os
 import random
@@ -19,8 +20,8 @@ import time
 
 import pytest
 
-from conftest import (AMBIENTE_FILHO, PRAZO, RAIZ, SONDA, Processo, aceita_conexao, enderecos,
-                      esperar, esperar_unido, porta_livre)
+from conftest import (AMBIENTE_FILHO, PRAZO, RAIZ, SONDA, Cluster, Processo, aceita_conexao,
+                      enderecos, esperar, esperar_unido, porta_livre)
 from Cliente import Cliente
 from Mensagem import Mensagem
 
@@ -154,6 +155,7 @@ def exigir_inalterado(portas, antes):
     resposta = pedir(portas[0], {"tipo": Mensagem.PUT, "key": "k", "value": "depois"})
     assert (resposta["tipo"], resposta["timestamp"]) == (Mensagem.PUT_OK, maior + 1), \
         "o contador do líder andou sem PUT: %r" % resposta
+    antes["k"] = ("depois", maior + 1)   # o estado de agora, para quem seguir conferindo
 
 
 def exigir_sem_traceback(*procs):
@@ -293,10 +295,21 @@ HOSTIS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def preparado(tmp_path_factory):
+    """Um cluster de preparar() para todos os casos de entrada hostil: cada caso confere que
+    nada mudou e deixa o estado de agora em antes (subir três servidores por caso custa uns 2 s,
+    a espera inicial do líder)."""
+    with contextlib.ExitStack() as pilha:
+        yield preparar(Cluster(str(tmp_path_factory.mktemp("hostil")), pilha))
+
+
 @pytest.mark.parametrize("linha", [linha for _, linha in HOSTIS], ids=[nome for nome, _ in HOSTIS])
-def test_entrada_hostil_recebe_erro_e_nada_muda(cluster, linha):
+def test_entrada_hostil_recebe_erro_e_nada_muda(preparado, linha):
     """[5b] Entrada hostil: ERRO ou conexão fechada em todo servidor; nada muda nem é impresso."""
-    procs, portas, antes = preparar(cluster)
+    procs, portas, antes = preparado
+    for proc in procs:
+        proc.marcar()
     for porta in portas:
         sock, arquivo = conectar(porta)
         with sock, arquivo:
@@ -313,7 +326,7 @@ def test_entrada_hostil_recebe_erro_e_nada_muda(cluster, linha):
                 # Depois do ERRO a conexão segue servindo ou fecha; nunca fica muda.
                 sock.sendall(linha_de({"tipo": Mensagem.GET, "key": "k", "timestamp": 0}))
                 seguinte = ler_resposta(arquivo)
-                assert seguinte is None or seguinte["value"] == "original", seguinte
+                assert seguinte is None or seguinte["value"] == antes["k"][0], seguinte
         for proc in procs:
             proc.marcar()
     exigir_inalterado(portas, antes)
