@@ -13,6 +13,8 @@ Medidas:
     os clientes ficam em até 8 processos geradores (o GIL do gerador não é o gargalo);
   - CPU dos servidores por requisição, dos três juntos, com 8 clientes: utime + stime de
     /proc/<pid>/stat (do SO, não tempo de parede) dividido pelas requisições feitas;
+  - disco: vazão de PUT com 8 clientes num cluster cujo líder grava o registro (--dados) e
+    noutro com --dados --fsync, como razão ao cluster sem disco medido na mesma rodada;
   - JOIN: o líder guarda 100 000 keys; (1) a troca JOIN -> JOIN_OK feita pelo bench com o
     Mensagem do código medido, até o último byte e até a tabela pronta; (2) um seguidor novo,
     processo de verdade: da porta dele aceitar conexão (o canal com o líder abre logo depois)
@@ -21,8 +23,8 @@ Medidas:
 
 Uso:
     python tests/bench.py [--json arquivo.json] [--rapido] [--codigo PASTA] [--rodadas N]
-                          [--clientes 1,8,32] [--fases latencia,vazao,join] [--keys-join N]
-                          [--fixar] [--perfil PASTA] [--manter] [--dados [--fsync]]
+                          [--clientes 1,8,32] [--fases latencia,vazao,disco,join] [--keys-join N]
+                          [--fixar] [--perfil PASTA] [--manter]
     python tests/bench.py --eco PORTA        # só o servidor eco (o bench o inicia sozinho)
 
 --codigo PASTA roda Servidor.py e Mensagem.py de outra pasta (padrão: a raiz do repositório),
@@ -344,13 +346,8 @@ class Bench:
 
     # ---- processos ----
 
-    def servidor(self, porta, porta_lider, nome):
-        args = ["Servidor.py", IP, str(porta), IP, str(porta_lider)]
-        if porta == porta_lider and self.opcoes.dados:
-            # O líder com o registro em disco, numa pasta nova a cada líder.
-            args += ["--dados", os.path.join(self.pasta, "dados-%s" % nome)]
-            if self.opcoes.fsync:
-                args.append("--fsync")
+    def servidor(self, porta, porta_lider, nome, extras=()):
+        args = ["Servidor.py", IP, str(porta), IP, str(porta_lider)] + list(extras)
         proc = Processo(args, self.pasta, nome, self.codigo)
         self.pilha.callback(proc.terminar)
 
@@ -492,31 +489,58 @@ class Bench:
                 self.anotar("latência %s, p99" % nome, kv[1], eco[1])
             self.mostrar_progresso("latência %s" % nome)
 
+    def medir_vazao(self, porta, tipo, esperado, clientes, pids):
+        """(requisições/s na janela, µs de CPU dos pids por requisição) com tantos clientes."""
+        processos = min(clientes, MAX_PROCESSOS)
+        # clientes repartidos entre os processos: 32 = 8 processos x 4 threads.
+        specs = [{"modo": "vazao", "porta": porta, "tipo": tipo, "esperado": esperado,
+                  "semente": i, "threads": clientes // processos + (i < clientes % processos)}
+                 for i in range(processos)]
+        cpu_antes = cpu_dos(pids)
+        resultados = self.geradores(specs, self.p["duracao"])
+        cpu_depois = cpu_dos(pids)
+        # CPU do SO por requisição: todas as feitas, aquecimento incluído.
+        total = sum(r["total"] for r in resultados)
+        cpu = None if cpu_antes is None else (cpu_depois - cpu_antes) / total * 1e6
+        return sum(r["na_janela"] for r in resultados) / self.p["duracao"], cpu
+
     def vazoes(self):
         casos = [("GET", self.portas[1], "GET_OK"), ("PUT", self.portas[0], "PUT_OK")]
         for tipo, porta, esperado in casos:
             self.fixar(self.servidor_da_porta(porta))
             for clientes in self.opcoes.clientes:
                 def medir(porta, esperado, pids):
-                    processos = min(clientes, MAX_PROCESSOS)
-                    # clientes repartidos entre os processos: 32 = 8 processos x 4 threads.
-                    specs = [{"modo": "vazao", "porta": porta, "tipo": tipo, "esperado": esperado,
-                              "semente": i,
-                              "threads": clientes // processos + (i < clientes % processos)}
-                             for i in range(processos)]
-                    cpu_antes = cpu_dos(pids)
-                    resultados = self.geradores(specs, self.p["duracao"])
-                    cpu_depois = cpu_dos(pids)
-                    # CPU do SO por requisição: todas as feitas, aquecimento incluído.
-                    total = sum(r["total"] for r in resultados)
-                    cpu = None if cpu_antes is None else (cpu_depois - cpu_antes) / total * 1e6
-                    return sum(r["na_janela"] for r in resultados) / self.p["duracao"], cpu
+                    return self.medir_vazao(porta, tipo, esperado, clientes, pids)
                 for kv, eco in self.pares(lambda: medir(porta, esperado, self.pids_kv),
                                           lambda: medir(self.porta_eco, tipo, [self.eco.pid])):
                     self.anotar("vazão %s, %d clientes" % (tipo, clientes), kv[0], eco[0])
                     if clientes == 8 and kv[1] is not None:
                         self.anotar("CPU por %s (3 servidores), 8 clientes" % tipo, kv[1], eco[1])
                 self.mostrar_progresso("vazão %s com %d clientes" % (tipo, clientes))
+
+    def disco(self):
+        """PUT com 8 clientes no cluster sem disco e em dois iguais cujo líder grava o registro
+        (--dados, e --dados --fsync), em rodadas seguidas: cada número sai como razão ao sem
+        disco da mesma rodada."""
+        lideres = {}
+        for nome, extras in (("dados", []), ("fsync", ["--fsync"])):
+            portas = [porta_livre() for _ in range(3)]
+            pasta = os.path.join(self.pasta, "registro-%s" % nome)
+            procs = [self.servidor(portas[0], portas[0], "lider-" + nome,
+                                   ["--dados", pasta] + extras)]
+            procs += [self.servidor(p, portas[0], "seguidor-%s%d" % (nome, i))
+                      for i, p in enumerate(portas[1:], start=1)]
+            for porta in portas[1:]:
+                esperar(lambda: unido(porta), "seguidor %d unir-se ao líder" % porta)
+            lideres[nome] = (portas[0], [proc.pid for proc in procs])
+        for _ in range(self.p["rodadas"]):
+            memoria = self.medir_vazao(self.portas[0], "PUT", "PUT_OK", 8, self.pids_kv)[0]
+            for nome, rotulo in (("dados", "--dados"), ("fsync", "--dados --fsync")):
+                porta, pids = lideres[nome]
+                com_disco = self.medir_vazao(porta, "PUT", "PUT_OK", 8, pids)[0]
+                self.anotar("vazão PUT, 8 clientes, %s (razão: ao sem disco)" % rotulo,
+                            com_disco, memoria)
+        self.mostrar_progresso("PUT com registro em disco")
 
     def join(self):
         """JOIN a um líder com N keys: troca medida no bench e um seguidor novo de verdade."""
@@ -605,6 +629,8 @@ METAS = [
     ("CPU por GET (3 servidores), 8 clientes", "kv", "<=", 60.0, "≤ 60 µs"),
     ("CPU por PUT (3 servidores), 8 clientes", "kv", "<=", 300.0, "≤ 300 µs"),
     ("JOIN: seguidor novo, porta aberta até GET_OK da última key", "kv", "<", 1.0, "< 1 s"),
+    # Issue do registro em disco: com --dados e sem --fsync, no máximo 15% abaixo do sem disco.
+    ("vazão PUT, 8 clientes, --dados (razão: ao sem disco)", "razao", ">=", 0.85, "razão ≥ 0,85"),
 ]
 
 
@@ -676,7 +702,7 @@ def principal(argv):
                             help="pasta com Servidor.py e Mensagem.py (padrão: o repositório)")
     analisador.add_argument("--rodadas", type=int, help="pares KV/eco por medida")
     analisador.add_argument("--keys-join", type=int, default=100000, help="keys no líder do JOIN")
-    analisador.add_argument("--fases", default="latencia,vazao,join",
+    analisador.add_argument("--fases", default="latencia,vazao,disco,join",
                             help="quais fases rodar, separadas por vírgula")
     analisador.add_argument("--clientes", default=[1, 8, 32], type=inteiros,
                             help="clientes simultâneos nas fases de vazão (padrão 1,8,32)")
@@ -685,9 +711,7 @@ def principal(argv):
                                  "nas demais (menos oscilação; ver Bench.fixar)")
     analisador.add_argument("--perfil", metavar="PASTA", help="perfil py-spy das fases de vazão")
     analisador.add_argument("--manter", action="store_true", help="não apaga as saídas")
-    analisador.add_argument("--dados", action="store_true",
-                            help="o líder grava o registro em disco (--dados numa pasta nova)")
-    analisador.add_argument("--fsync", action="store_true", help="com --dados: fsync a cada PUT")
+
     analisador.add_argument("--eco", type=int, metavar="PORTA", help=argparse.SUPPRESS)
     analisador.add_argument("--gerador", metavar="SPEC", help=argparse.SUPPRESS)
     opcoes = analisador.parse_args(argv)
@@ -720,6 +744,8 @@ def principal(argv):
                     medir_com_perfil(bench, opcoes.perfil, bench.vazoes)
                 else:
                     bench.vazoes()
+            if "disco" in fases:
+                bench.disco()
             if "join" in fases:
                 # Sem o cluster principal rodando ao lado: só o líder do JOIN e o eco (o JOIN
                 # não é fixado em CPUs).
