@@ -75,6 +75,7 @@ class Servidor:
         # Líder: algum PUT já foi aceito desde que subiu? Antes disso, um seguidor mais
         # adiantado que o líder é adotado; depois, as histórias divergiram.
         self.aceitou_put = False
+        # Líder que subiu vazio: instante (monotonic) até o qual segura PUTs e GETs.
         self.liberar_puts = 0.0
         # Registro em disco (--dados): arquivo aberto para acrescentar, e linhas desde o snapshot.
         self.pasta = dados
