@@ -212,6 +212,7 @@ class Servidor:
             while not servidor.parar.is_set():
                 sock = None
                 contato = False
+                espera = Servidor.INTERVALO_REJOIN
                 try:
                     sock = socket.create_connection(servidor.lider, Servidor.PRAZO_CONEXAO)
                     contato = True
@@ -232,7 +233,9 @@ class Servidor:
                 except OSError:
                     pass  # líder fora do ar ou caiu: tenta de novo
                 except ValueError as erro:
-                    # O líder recusou o JOIN ou falou fora do protocolo: diz uma vez só.
+                    # O líder recusou o JOIN ou falou fora do protocolo: diz uma vez só, e
+                    # tenta de novo com calma (cada JOIN leva a tabela inteira).
+                    espera = Servidor.AVISO_SEM_LIDER
                     if str(erro) != avisado:
                         avisado = str(erro)
                         servidor.avisar("Canal com o líder %s recusado: %s"
@@ -251,7 +254,7 @@ class Servidor:
                         "sem-lider", "Sem contato com o líder %s há %g s; tentando de novo "
                         "(confira o IP e a porta do líder)."
                         % (servidor.endereco_lider, Servidor.AVISO_SEM_LIDER))
-                servidor.parar.wait(Servidor.INTERVALO_REJOIN)
+                servidor.parar.wait(espera)
 
     class Console(threading.Thread):
         """Escreve as linhas do console, em ordem: um console pausado (no Windows, o modo de
