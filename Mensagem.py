@@ -48,6 +48,11 @@ class Mensagem:
     # por causa dela é conferido em receber().
     FOLGA = 1024
     LIMITE_RESPOSTA = LIMITE_LINHA + FOLGA
+    # O JOIN leva a tabela inteira do seguidor, que pode passar de 16 MiB: é com ela que um
+    # líder reiniciado recupera o que perdeu. Tem um limite próprio, bem maior. Reconhecido
+    # pelo começo da linha, como a própria Mensagem o escreve.
+    LIMITE_JOIN = 256 * 1024 * 1024
+    INICIO_JOIN = b'{"tipo":"JOIN",'
     # Timestamps cabem em 64 bits, como o zxid do ZooKeeper; acima disso é entrada inválida.
     MAIOR_TIMESTAMP = 2 ** 63 - 1
     MAIOR_ID = 64
@@ -123,10 +128,11 @@ class Mensagem:
         sock.sendall(self.para_linha())
 
     @classmethod
-    def receber(cls, arquivo, limite=LIMITE_LINHA):
+    def receber(cls, arquivo, limite=LIMITE_LINHA, join=False):
         """Lê uma mensagem de arquivo (socket.makefile("rb")); None quando a conexão terminou.
 
         limite=None só para quem confia no outro lado: o snapshot do líder pode passar de 16 MiB.
+        join=True: um JOIN pode ir até LIMITE_JOIN (os outros pedidos seguem com o limite).
         Um PUT legal é legal por qualquer servidor: a origem que o seguidor acrescenta ao
         encaminhar não conta no limite.
 
@@ -138,12 +144,20 @@ class Mensagem:
         if not linha.endswith(b"\n"):
             if limite is None or len(linha) < maximo:
                 return None
+            motivo = "linha maior que 16 MiB"
+            if join and linha.startswith(cls.INICIO_JOIN):
+                linha += arquivo.readline(cls.LIMITE_JOIN - len(linha))
+                if linha.endswith(b"\n"):
+                    return cls.de_linha(linha)
+                if len(linha) < cls.LIMITE_JOIN:
+                    return None
+                motivo = "JOIN maior que %d MiB" % (cls.LIMITE_JOIN // 2 ** 20)
             # Descarta o resto da linha em pedaços: a próxima mensagem continua legível.
             while not linha.endswith(b"\n"):
                 linha = arquivo.readline(64 * 1024)
                 if not linha:
                     return None
-            raise ValueError("linha maior que 16 MiB")
+            raise ValueError(motivo)
         mensagem = cls.de_linha(linha)
         if limite is not None and len(linha) > limite:
             # Origem (do seguidor) e id (do Cliente) vão junto, mas não contam no limite.

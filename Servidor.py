@@ -16,12 +16,24 @@ class Servidor:
     """Um servidor do KV store; é o líder quando o endereço do líder é um dos seus.
 
     Travas, sempre nesta ordem: trava_put, depois trava_tabela ou trava_confirmacoes.
-      - trava_put (líder): ordem total dos PUTs: timestamp, tabela, registro em disco e envio
-        das REPLICATIONs; guarda também o conjunto de canais (seguidores unidos).
-      - trava_tabela: só operações no dicionário, nunca presa durante rede ou disco.
-      - trava_confirmacoes (líder): o que cada seguidor já confirmou e os PUTs que esperam.
+      - trava_put (líder): ordem total dos PUTs: contador, tabela, proprias, ids, registro em
+        disco e envio das REPLICATIONs; a fusão de um JOIN (fundir) também passa por ela.
+        Quem muda o conjunto de canais a tem (e também a trava_confirmacoes).
+      - trava_tabela: só operações no dicionário e no contador, nunca presa durante rede ou
+        disco; o GET e a REPLICATION (no seguidor) só pegam esta.
+      - trava_confirmacoes (líder): o conjunto de canais lido pelos Canais, o que cada
+        seguidor já confirmou e os PUTs que esperam.
     Um PUT que espera confirmações dorme fora de todas elas, no seu sinal (uma trava que nasce
     fechada): quem recebe o REPLICATION_OK que faltava a abre.
+
+    Nada confirmado se perde, sem relógio nenhum: o líder que reinicia (vazio, ou de um
+    registro em disco velho) não sabe até onde os seguidores foram, e cada JOIN traz a tabela
+    e o contador do seguidor. O líder funde, sob a trava_put: uma key que só o seguidor tem, ou
+    que ele tem com ts maior, entra como está no seguidor; as que só o líder tem ficam; e se o
+    contador do seguidor passa o do líder, as escritas que este líder aceitou desde que subiu
+    são refeitas por cima, na ordem original, com timestamps acima do contador do seguidor
+    (como o novo líder do ZooKeeper, que sincroniza a partir do maior zxid). Se algo mudou,
+    todo seguidor refaz o JOIN e recebe a tabela fundida.
     """
 
     IP_PADRAO = "127.0.0.1"
@@ -35,23 +47,24 @@ class Servidor:
     ATRASO_MAXIMO = 30.0     # maior --atraso-replicacao aceito
     # Seguidor que não confirma uma REPLICATION neste prazo sai do conjunto e os PUTs seguem;
     # maior que ATRASO_MAXIMO, para o seguidor lento da demonstração nunca ser retirado.
+    # --prazo-replicacao o troca (os testes o encurtam; o padrão é este).
     PRAZO_REPLICACAO = 40.0
-    # O seguidor espera a resposta de um PUT encaminhado: o líder pode esperar um seguidor
-    # pelo PRAZO_REPLICACAO e ainda mandar a REPLICATION com o mesmo prazo.
-    PRAZO_ENCAMINHAMENTO = 2 * PRAZO_REPLICACAO + 10.0
+    PRAZO_REPLICACAO_MAXIMO = 600.0
     INTERVALO_REJOIN = 0.5   # entre tentativas do seguidor de entrar no líder
-    AVISO_SEM_LIDER = 5.0    # seguidor sem líder por tanto tempo diz isso uma vez
-    # Líder que sobe vazio segura PUTs por este tempo: os seguidores vivos entram antes e o
-    # líder adota a tabela do mais adiantado (quatro tentativas de JOIN cabem nele).
-    ESPERA_INICIAL = 4 * INTERVALO_REJOIN
+    # Seguidor sem líder diz isso uma vez, só depois deste tempo: quem sobe os servidores à mão
+    # leva bem mais que alguns segundos digitando as quatro respostas de cada console.
+    AVISO_SEM_LIDER = 60.0
+    ESPERA_APOS_RECUSA = 5.0  # líder que recusou o JOIN: o seguidor tenta de novo com calma
+    MAIOR_CONTADOR_JOIN = Mensagem.MAIOR_TIMESTAMP // 2
     MAXIMO_IDS = 100000      # ids de PUT lembrados para reconhecer um PUT repetido
     PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
     INTERVALO_CONSOLE = 0.01  # a thread Console escreve o que chegou a cada 10 ms
     USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
-           " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]")
+           " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]"
+           " [--prazo-replicacao SEGUNDOS] [--detalhes]")
 
     def __init__(self, ip, porta, ip_lider, porta_lider, atraso_replicacao=0.0, dados=None,
-                 fsync=False):
+                 fsync=False, prazo_replicacao=PRAZO_REPLICACAO, detalhes=False):
         self.ip = ip
         self.porta = porta
         self.endereco = "%s:%d" % (ip, porta)
@@ -59,6 +72,8 @@ class Servidor:
         self.endereco_lider = "%s:%d" % self.lider
         self.eh_lider = Servidor.mesmo_servidor((ip, porta), self.lider)
         self.atraso_replicacao = atraso_replicacao
+        self.prazo_replicacao = prazo_replicacao
+        self.detalhes = detalhes
         # A tabela: key -> (value, timestamp). Entradas são trocadas, nunca alteradas.
         self.tabela = {}
         # Líder: o contador lógico global (como o zxid). Seguidor: o maior ts que tem.
@@ -70,27 +85,24 @@ class Servidor:
         self.canais = {}
         # Líder: PUTs esperando confirmações: (ts, origens unidas no PUT, sinal a abrir).
         self.esperas = []
-        # Líder: id de PUT -> timestamp que recebeu (o PUT repetido não grava de novo).
+        # Líder: id de PUT -> (timestamp, hash da key e do value): o PUT repetido não grava
+        # de novo, e o mesmo id com outro pedido é recusado.
         self.ids = collections.OrderedDict()
-        # Líder: algum PUT já foi aceito desde que subiu? Antes disso, um seguidor mais
-        # adiantado que o líder é adotado; depois, as histórias divergiram.
-        self.aceitou_put = False
-        # Líder que subiu vazio: instante (monotonic) até o qual segura PUTs e GETs.
-        self.liberar_puts = 0.0
+        # Líder: as keys que ele mesmo gravou desde que subiu. Um seguidor mais adiantado que
+        # entra depois não apaga essas escritas: elas são refeitas por cima (fundir).
+        self.proprias = set()
         # Registro em disco (--dados): arquivo aberto para acrescentar, e linhas desde o snapshot.
         self.pasta = dados
         self.fsync = fsync
         self.registro = None
         self.linhas_registro = 0
-        # Seguidor: só responde GET com valor depois de instalar o snapshot do líder.
-        self.juntou = self.eh_lider
         self.parar = threading.Event()
         self.ouvinte = None
         self.console = Servidor.Console()
         self.avisados = set()
         # Tabela de despacho: tipo -> tratador. Tipo fora dela recebe ERRO.
         self.tratadores = {
-            Mensagem.PUT: self.tratar_put,
+            Mensagem.PUT: self.tratar_put if self.eh_lider else self.encaminhar_put,
             Mensagem.GET: self.tratar_get,
             Mensagem.REPLICATION: self.recusar_replicacao,
             Mensagem.JOIN_OK: self.recusar_replicacao,
@@ -187,9 +199,9 @@ class Servidor:
                         # O prazo conta desde o envio, ou desde a última confirmação: um
                         # seguidor lento que confirma uma a uma segue unido.
                         espera = time.monotonic() - max(self.pendentes[0][1], progresso)
-                        if espera > Servidor.PRAZO_REPLICACAO:
+                        if espera > servidor.prazo_replicacao:
                             motivo = ("não confirmou a REPLICATION ts:%d em %g s"
-                                      % (self.pendentes[0][0], Servidor.PRAZO_REPLICACAO))
+                                      % (self.pendentes[0][0], servidor.prazo_replicacao))
             except OSError:
                 pass  # o seguidor caiu
             finally:
@@ -197,6 +209,7 @@ class Servidor:
                     servidor.avisar("Seguidor %s retirado: %s. Ele volta quando refizer o JOIN."
                                     % (self.origem, motivo))
                 servidor.retirar(self)
+                servidor.detalhar("seguidor %s saiu do conjunto." % self.origem)
 
     class CanalDoLider(threading.Thread):
         """Seguidor: abre o canal ao líder (JOIN), aplica cada REPLICATION; refaz se cair."""
@@ -217,15 +230,13 @@ class Servidor:
                     sock = socket.create_connection(servidor.lider, Servidor.PRAZO_CONEXAO)
                     contato = True
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    sock.settimeout(Servidor.PRAZO_REPLICACAO)
+                    sock.settimeout(servidor.prazo_replicacao)
                     arquivo = sock.makefile("rb")
                     servidor.pedir_join().enviar(sock)
                     # Sem limite de linha: só o líder fala aqui, e o snapshot passa de 16 MiB.
                     timestamp = servidor.instalar_snapshot(Mensagem.receber(arquivo, limite=None))
                     # [5a] O snapshot instalado é confirmado: só então o seguidor está unido.
                     Mensagem(Mensagem.REPLICATION_OK, timestamp=timestamp).enviar(sock)
-                    with servidor.trava_tabela:
-                        servidor.juntou = True
                     avisado = None
                     # Daqui em diante o líder fala quando há PUT: espera sem prazo.
                     sock.settimeout(None)
@@ -235,7 +246,7 @@ class Servidor:
                 except ValueError as erro:
                     # O líder recusou o JOIN ou falou fora do protocolo: diz uma vez só, e
                     # tenta de novo com calma (cada JOIN leva a tabela inteira).
-                    espera = Servidor.AVISO_SEM_LIDER
+                    espera = Servidor.ESPERA_APOS_RECUSA
                     if str(erro) != avisado:
                         avisado = str(erro)
                         servidor.avisar("Canal com o líder %s recusado: %s"
@@ -243,13 +254,12 @@ class Servidor:
                 finally:
                     if sock is not None:
                         sock.close()
-                with servidor.trava_tabela:
-                    servidor.juntou = False
                 if contato:
                     sem_contato_desde = time.monotonic()
                     servidor.avisados.discard("sem-lider")  # a próxima falta é avisada de novo
                 elif time.monotonic() - sem_contato_desde > Servidor.AVISO_SEM_LIDER:
-                    # Um líder digitado errado não pode passar calado: diz uma vez, com o endereço.
+                    # Um líder digitado errado não pode passar calado: diz uma vez, com o endereço
+                    # (e o ERRO de um PUT por este seguidor já o nomeia na hora).
                     servidor.avisar_uma_vez(
                         "sem-lider", "Sem contato com o líder %s há %g s; tentando de novo "
                         "(confira o IP e a porta do líder)."
@@ -284,20 +294,24 @@ class Servidor:
 
     # ---------------------------------------------------------------- ciclo de vida
 
-    def abrir(self):
-        """Abre a porta de escuta (OSError se não der), o registro em disco e, no seguidor,
-        o canal com o líder."""
-        familia = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
+    @staticmethod
+    def abrir_porta(ip, porta):
+        """A porta de escuta, já aberta; OSError se não der (porta em uso, IP de fora)."""
+        familia = socket.AF_INET6 if ":" in ip else socket.AF_INET
         # create_server só liga SO_REUSEADDR onde é seguro (não no Windows).
-        self.ouvinte = socket.create_server((self.ip, self.porta), family=familia, backlog=256)
-        self.ouvinte.settimeout(Servidor.FATIA)
+        ouvinte = socket.create_server((ip, porta), family=familia, backlog=256)
+        ouvinte.settimeout(Servidor.FATIA)
+        return ouvinte
+
+    def abrir(self, ouvinte=None):
+        """Abre a porta de escuta (OSError se não der; ou usa a já aberta), o registro em
+        disco e, no seguidor, o canal com o líder."""
+        self.ouvinte = ouvinte or Servidor.abrir_porta(self.ip, self.porta)
         # [threads] Uma thread escreve no console.
         self.console.start()
         if self.eh_lider:
             if self.pasta is not None:
                 self.recuperar_registro()
-            if self.contador == 0:
-                self.liberar_puts = time.monotonic() + Servidor.ESPERA_INICIAL
         else:
             # [threads] Uma thread mantém o canal de replicação com o líder.
             Servidor.CanalDoLider(self).start()
@@ -343,11 +357,11 @@ class Servidor:
         # já chegou (o caso comum): lê sem mexer no prazo, que custaria chamadas ao sistema.
         inicio = arquivo.peek(1)
         if not inicio or b"\n" in inicio:
-            return Mensagem.receber(arquivo)
+            return Mensagem.receber(arquivo, join=True)
         # Só esta thread usa este socket: pode mudar o prazo dele.
         sock.settimeout(Servidor.PRAZO_LINHA)
         try:
-            return Mensagem.receber(arquivo)
+            return Mensagem.receber(arquivo, join=True)
         finally:
             sock.settimeout(None)
 
@@ -389,6 +403,12 @@ class Servidor:
     def mostrar(self, arquivo, linha):
         self.console.fila.append((arquivo, linha))
 
+    def detalhar(self, linha):
+        """Com --detalhes: a entrada e a saída de seguidores e as fusões, em stderr (para
+        acompanhar o cluster e para os testes; fora disso, nada disto aparece)."""
+        if self.detalhes:
+            self.avisar("Detalhe: " + linha)
+
     def avisar_uma_vez(self, assunto, linha):
         if assunto not in self.avisados:
             self.avisados.add(assunto)
@@ -396,33 +416,31 @@ class Servidor:
 
     # ------------------------------------------------------------------- PUT
 
-    # [5c] Recebe PUT: o líder grava com o próximo timestamp; o seguidor encaminha ao líder.
+    # [5c] Recebe PUT no líder: grava com o próximo timestamp, replica, e responde.
     def tratar_put(self, pedido, conexao):
         """PUT no líder: timestamp global, grava, replica e só então responde PUT_OK."""
-        if not self.eh_lider:
-            return self.encaminhar_put(pedido, conexao)
         cliente = pedido.origem or conexao.cliente
         self.escrever("Cliente %s PUT key:%s value:%s"
                       % (cliente, Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
-        if self.liberar_puts > time.monotonic():
-            # Líder que subiu vazio: dá tempo aos seguidores vivos de entrar com o que têm.
-            self.parar.wait(self.liberar_puts - time.monotonic())
         with self.trava_put:
-            timestamp = self.ids.get(pedido.id) if pedido.id is not None else None
-            if timestamp is None:
+            anterior = self.ids.get(pedido.id) if pedido.id is not None else None
+            if anterior is None:
                 timestamp = self.gravar(pedido.key, pedido.value, pedido.id)
-            # Um PUT repetido (mesmo id) espera o original e responde o mesmo ts.
+            elif anterior[1] != hash((pedido.key, pedido.value)):
+                return Mensagem(Mensagem.ERRO, value="o id %s já foi usado por outro PUT; nada "
+                                "foi gravado" % Mensagem.mostrar(pedido.id))
+            else:
+                timestamp = anterior[0]  # repetido: espera o original e responde o mesmo ts
             origens = list(self.canais)
-        # [5e] PUT_OK só depois do REPLICATION_OK de todos os seguidores unidos.
+        # [5e] PUT_OK só depois do REPLICATION_OK de todos os seguidores unidos. Sem prazo
+        # fixo: enquanto um seguidor confirma, espera; o que para de confirmar, o Canal
+        # dele retira no prazo de replicação, e a espera acaba.
         sinal = threading.Lock()
         sinal.acquire()
         with self.trava_confirmacoes:
             self.esperas.append((timestamp, origens, sinal))
             self.liberar_confirmados()
-        # O prazo é só uma rede de segurança: cada Canal retira o seu seguidor antes dele.
-        if not sinal.acquire(timeout=Servidor.PRAZO_ENCAMINHAMENTO):
-            self.avisar("Erro interno: PUT ts:%d sem confirmação dos seguidores." % timestamp)
-            return Mensagem(Mensagem.ERRO, value="os seguidores não confirmaram a tempo")
+        sinal.acquire()
         self.escrever("Enviando PUT_OK ao Cliente %s da key:%s ts:%d"
                       % (cliente, Mensagem.mostrar(pedido.key), timestamp))
         return Mensagem(Mensagem.PUT_OK, key=pedido.key, value=pedido.value, timestamp=timestamp,
@@ -435,7 +453,7 @@ class Servidor:
         socket do canal, e um canal que falha é derrubado (a thread dele o retira).
         """
         self.contador += 1
-        self.aceitou_put = True
+        self.proprias.add(key)
         linha = Mensagem(Mensagem.REPLICATION, key=key, value=value,
                          timestamp=self.contador).para_linha()
         # O registro vem antes da replicação: o que um seguidor tem, o disco também tem.
@@ -443,7 +461,7 @@ class Servidor:
         with self.trava_tabela:
             self.tabela[key] = (value, self.contador)
         if id_put is not None:
-            self.ids[id_put] = self.contador
+            self.ids[id_put] = (self.contador, hash((key, value)))
             if len(self.ids) > Servidor.MAXIMO_IDS:
                 self.ids.popitem(last=False)
         # [5c] Replica (key, value, timestamp) nos seguidores com a mensagem REPLICATION.
@@ -487,8 +505,13 @@ class Servidor:
             self.liberar_confirmados()
         return None
 
+    # [5c] Recebe PUT num seguidor: encaminha ao líder e devolve a resposta dele ao cliente.
     def encaminhar_put(self, pedido, conexao):
-        """Seguidor: passa o PUT ao líder com a origem do cliente e devolve a resposta dele."""
+        """Seguidor: passa o PUT ao líder com a origem do cliente e devolve a resposta dele.
+
+        Sem prazo para a resposta: o líder responde assim que os seguidores confirmam (e
+        retira quem para de confirmar). Um líder que cai fecha a conexão e a espera acaba.
+        """
         if pedido.origem is not None:
             # Já encaminhado por outro servidor: encaminhar de novo daria voltas sem fim.
             self.avisar_uma_vez("encaminhado", "PUT encaminhado a este servidor, que não é o "
@@ -502,8 +525,11 @@ class Servidor:
         enviado = False
         try:
             sock, arquivo = self.conexao_ao_lider(conexao)
+            # Só esta thread usa este socket: o envio tem prazo, a resposta não.
+            sock.settimeout(Servidor.PRAZO_LINHA)
             pedido.enviar(sock)
             enviado = True
+            sock.settimeout(None)
             resposta = Mensagem.receber(arquivo, limite=Mensagem.LIMITE_RESPOSTA)
         except (OSError, ValueError):
             resposta = None
@@ -532,7 +558,6 @@ class Servidor:
         if conexao.encaminhamento is None:
             sock = socket.create_connection(self.lider, Servidor.PRAZO_CONEXAO)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(Servidor.PRAZO_ENCAMINHAMENTO)
             conexao.encaminhamento = (sock, sock.makefile("rb"))
         return conexao.encaminhamento
 
@@ -542,26 +567,23 @@ class Servidor:
     def receber_seguidor(self, pedido, sock, arquivo):
         """Líder: JOIN -> JOIN_OK com o snapshot -> REPLICATION_OK dele -> canal unido.
 
-        Devolve True se a conexão virou canal (a Conexao não a fecha). O snapshot é enviado
-        e confirmado fora da trava_put; o que mudou nesse meio tempo segue como REPLICATION
-        já sob a trava, e só então o seguidor entra no conjunto (trocando o canal antigo do
-        mesmo endereço, se havia).
+        Devolve True se a conexão virou canal (a Conexao não a fecha). Antes do snapshot o
+        líder funde o que o JOIN traz (fundir). O snapshot é enviado e confirmado fora da
+        trava_put; o que mudou nesse meio tempo segue como REPLICATION já sob a trava, e só
+        então o seguidor entra no conjunto (trocando o canal antigo do mesmo endereço, se havia).
         """
         recusa = self.recusar_join(pedido)
-        if recusa is None:
-            with self.trava_put:
-                recusa = self.recusar_divergente(pedido)
-                if recusa is None:
-                    self.adotar(pedido)
-                    # Entradas não mudam (são trocadas): a cópia rasa fixa um instante.
-                    with self.trava_tabela:
-                        snapshot = dict(self.tabela)
-                    timestamp = self.contador
         if recusa is not None:
             recusa.enviar(sock)
             return False
+        with self.trava_put:
+            self.fundir(pedido)
+            # Entradas não mudam (são trocadas): a cópia rasa fixa um instante.
+            with self.trava_tabela:
+                snapshot = dict(self.tabela)
+            tabela, timestamp = self.tabela, self.contador
         # Prazo fixado aqui, uma vez: vale para o snapshot e, depois, para cada envio do canal.
-        sock.settimeout(Servidor.PRAZO_REPLICACAO)
+        sock.settimeout(self.prazo_replicacao)
         Mensagem(Mensagem.JOIN_OK, dados=snapshot, timestamp=timestamp).enviar(sock)
         try:
             confirmacao = Mensagem.receber(arquivo)
@@ -572,6 +594,10 @@ class Servidor:
             raise ConnectionError("o seguidor não confirmou o snapshot")
         canal = Servidor.Canal(self, sock, pedido.origem, timestamp)
         with self.trava_put:
+            if self.tabela is not tabela:
+                # fundir troca o dicionário inteiro: outro JOIN foi fundido e este snapshot
+                # ficou velho. O seguidor refaz o JOIN e recebe a tabela fundida.
+                raise ConnectionError("a tabela mudou por uma fusão durante o JOIN")
             # O que entrou depois do snapshot, em ordem de ts, como REPLICATIONs.
             with self.trava_tabela:
                 novos = sorted((ts, key, value) for key, (value, ts) in self.tabela.items()
@@ -587,6 +613,7 @@ class Servidor:
                 self.liberar_confirmados()
             # [threads] Uma thread por seguidor unido lê os REPLICATION_OK dele.
             canal.start()
+        self.detalhar("seguidor %s unido no ts %d." % (pedido.origem, timestamp))
         if antigo is not None:
             Servidor.derrubar(antigo.sock)
         return True
@@ -598,34 +625,39 @@ class Servidor:
                             value="este servidor é seguidor; o líder é %s" % self.endereco_lider)
         if Servidor.mesmo_servidor(Servidor.separar(pedido.origem), (self.ip, self.porta)):
             return Mensagem(Mensagem.ERRO, value="JOIN com o endereço do próprio líder")
+        if (pedido.timestamp or 0) > Servidor.MAIOR_CONTADOR_JOIN:
+            # Sem folga os próximos timestamps passariam do limite da Mensagem (64 bits).
+            return Mensagem(Mensagem.ERRO, value="contador do JOIN alto demais")
         return None
 
-    def recusar_divergente(self, pedido):
-        """Sob a trava_put: o ERRO para um seguidor mais adiantado que o líder não pode
-        adotar, ou None. Ele guarda os dados dele e segue tentando."""
-        if (pedido.timestamp or 0) <= self.contador:
-            return None
-        if self.aceitou_put:
-            motivo = "o líder já aceitou PUTs desde que subiu: as histórias divergiram"
-        elif pedido.dados is None:
-            motivo = "a tabela do seguidor não coube no JOIN"
-        else:
-            return None
-        return Mensagem(Mensagem.ERRO, value="o seguidor tem PUTs que o líder não tem, e %s"
-                        % motivo)
-
-    def adotar(self, pedido):
-        """Sob a trava_put: líder que ainda não aceitou PUT adota a tabela de um seguidor
-        mais adiantado (como o novo líder do ZooKeeper, que tem o maior zxid)."""
-        if (pedido.timestamp or 0) <= self.contador:
-            return
+    def fundir(self, pedido):
+        """Sob a trava_put: junta à tabela o que o JOIN traz (a regra está na docstring da
+        classe). Se algo mudou, grava o snapshot e derruba os canais: cada seguidor refaz o
+        JOIN e recebe a tabela fundida."""
+        contador = max(self.contador, pedido.timestamp or 0)
+        novas = {}
+        for key, (value, ts) in (pedido.dados or {}).items():
+            atual = self.tabela.get(key)
+            if key not in self.proprias and (atual is None or atual[1] < ts):
+                novas[key] = (value, ts)
+        if not novas and contador == self.contador:
+            return  # o caso comum: o seguidor só está atrasado
+        tabela = dict(self.tabela)
+        tabela.update(novas)
+        if contador > self.contador:
+            # As escritas deste líder vêm depois de tudo o que o seguidor viu: refeitas por
+            # cima, na ordem original, com timestamps novos acima do contador dele.
+            for key in sorted(self.proprias, key=lambda k: self.tabela[k][1]):
+                contador += 1
+                tabela[key] = (self.tabela[key][0], contador)
         with self.trava_tabela:
-            self.tabela = {key: (value, ts) for key, (value, ts) in pedido.dados.items()}
-            self.contador = pedido.timestamp
+            self.tabela = tabela
+            self.contador = contador
         self.compactar()
-        # Quem entrou antes com um snapshot mais velho refaz o JOIN e recebe este.
         for canal in self.canais.values():
             Servidor.derrubar(canal.sock)
+        self.detalhar("fundido o JOIN de %s (contador dele %d): %d keys dele, contador agora %d."
+                      % (pedido.origem, pedido.timestamp or 0, len(novas), contador))
 
     def retirar(self, canal):
         """O canal caiu ou foi derrubado: sai do conjunto e libera os PUTs que esperavam por ele."""
@@ -654,15 +686,13 @@ class Servidor:
                         "líder" % pedido.tipo)
 
     def pedir_join(self):
-        """Seguidor: o JOIN leva o endereço, o contador e, se couber numa linha, a tabela."""
+        """Seguidor: o JOIN leva o endereço, o contador e a tabela inteira (o líder que
+        reiniciou recupera dela o que perdeu, de qualquer tamanho até Mensagem.LIMITE_JOIN)."""
         with self.trava_tabela:
             dados = {key: [value, ts] for key, (value, ts) in self.tabela.items()}
             contador = self.contador
-        pedido = Mensagem(Mensagem.JOIN, origem=self.endereco, timestamp=contador,
-                          dados=dados or None)
-        if dados and len(pedido.para_linha()) > Mensagem.LIMITE_LINHA:
-            pedido.dados = None
-        return pedido
+        return Mensagem(Mensagem.JOIN, origem=self.endereco, timestamp=contador,
+                        dados=dados or None)
 
     def instalar_snapshot(self, resposta):
         """Seguidor: a tabela passa a ser o snapshot do JOIN_OK; devolve o timestamp dele."""
@@ -724,10 +754,10 @@ class Servidor:
         """GET em qualquer servidor: valor (ou NULL) e ts, ou TRY_OTHER_SERVER_OR_LATER."""
         with self.trava_tabela:
             value, timestamp = self.tabela.get(pedido.key, (None, 0))
-            juntou = self.juntou
-        # Seguidor fora do líder (ainda não entrou, caiu, ou divergiu) não garante nada, nem
-        # o líder que subiu vazio enquanto espera os seguidores trazerem o que têm.
-        if juntou and timestamp >= pedido.timestamp and time.monotonic() >= self.liberar_puts:
+        # A regra da seção 5f, em todo servidor e em todo estado (seguidor sem líder, líder
+        # que acabou de subir): pode estar atrasado, mas nunca devolve algo mais velho que o
+        # que o cliente já viu.
+        if timestamp >= pedido.timestamp:
             resposta = Mensagem(Mensagem.GET_OK, key=pedido.key, value=value, timestamp=timestamp)
             devolvido = Mensagem.mostrar(value)
         else:
@@ -889,10 +919,26 @@ class Servidor:
         return atraso
 
     @staticmethod
+    def prazo_valido(texto):
+        try:
+            prazo = float(texto)
+        except ValueError:
+            prazo = 0.0
+        if not 1 <= prazo <= Servidor.PRAZO_REPLICACAO_MAXIMO:
+            raise ValueError("Prazo de replicação inválido: use segundos de 1 a %g."
+                             % Servidor.PRAZO_REPLICACAO_MAXIMO)
+        return prazo
+
+    @staticmethod
     def ler_argumentos(argumentos):
-        """Linha de comando -> (config ou None, opções {atraso_replicacao, dados, fsync})."""
+        """Linha de comando -> (config ou None, opções para o construtor do Servidor)."""
         posicionais = []
-        opcoes = {"atraso_replicacao": 0.0, "dados": None, "fsync": False}
+        opcoes = {"atraso_replicacao": 0.0, "dados": None, "fsync": False,
+                  "prazo_replicacao": Servidor.PRAZO_REPLICACAO, "detalhes": False}
+        com_valor = {"--atraso-replicacao": ("atraso_replicacao", Servidor.atraso_valido),
+                     "--prazo-replicacao": ("prazo_replicacao", Servidor.prazo_valido),
+                     "--dados": ("dados", str)}
+        sem_valor = {"--fsync": "fsync", "--detalhes": "detalhes"}
         i = 0
         while i < len(argumentos):
             arg, valor = argumentos[i], None
@@ -901,17 +947,16 @@ class Servidor:
             if arg in ("-h", "--help", "--ajuda"):
                 print(Servidor.USO)
                 raise SystemExit(0)
-            if arg in ("--atraso-replicacao", "--dados") and valor is None:
+            if arg in com_valor and valor is None:
                 if i + 1 == len(argumentos):
                     raise ValueError("Falta o valor de %s." % arg)
                 valor = argumentos[i + 1]
                 i += 1
-            if arg == "--atraso-replicacao":
-                opcoes["atraso_replicacao"] = Servidor.atraso_valido(valor)
-            elif arg == "--dados":
-                opcoes["dados"] = valor
-            elif arg == "--fsync" and valor is None:
-                opcoes["fsync"] = True
+            if arg in com_valor:
+                nome, converter = com_valor[arg]
+                opcoes[nome] = converter(valor)
+            elif arg in sem_valor and valor is None:
+                opcoes[sem_valor[arg]] = True
             elif arg.startswith("-"):
                 raise ValueError("Opção desconhecida: %s" % argumentos[i])
             else:
@@ -938,12 +983,43 @@ class Servidor:
             except ValueError as erro:
                 print(erro, file=sys.stderr, flush=True)
 
+    # [5a] Inicialização: IP e porta deste servidor e do líder, lidos do teclado.
+    @staticmethod
+    def perguntar_tudo():
+        """As quatro perguntas: (ip, porta, porta de escuta já aberta, ip do líder, porta dele)."""
+        aberta = None
+        while aberta is None:
+            ip = Servidor.perguntar("IP", Servidor.IP_PADRAO, Servidor.ip_valido)
+            aberta = Servidor.perguntar_porta(ip)
+        ip_lider = Servidor.perguntar("IP do líder", Servidor.IP_PADRAO, Servidor.ip_valido)
+        porta_lider = Servidor.perguntar("Porta do líder", Servidor.PORTA_PADRAO,
+                                         Servidor.porta_valida)
+        return (ip,) + aberta + (ip_lider, porta_lider)
+
+    @staticmethod
+    def perguntar_porta(ip):
+        """Pergunta a porta e já a abre: em uso, é perguntada de novo na hora, não depois das
+        perguntas do líder. (porta, ouvinte); None se o IP não serve (aí ele é perguntado)."""
+        while True:
+            porta = Servidor.perguntar("Porta", Servidor.PORTA_PADRAO, Servidor.porta_valida)
+            try:
+                return porta, Servidor.abrir_porta(ip, porta)
+            except OSError as erro:
+                print("Não foi possível abrir %s:%d: %s." % (ip, porta, Servidor.motivo(erro)),
+                      file=sys.stderr, flush=True)
+                if not Servidor.porta_em_uso(erro):
+                    return None
+
+    @staticmethod
+    def porta_em_uso(erro):
+        return erro.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", None))
+
     @staticmethod
     def motivo(erro):
         """Frase curta para um erro ao abrir a porta."""
         if isinstance(erro, socket.gaierror):
             return "IP inválido"
-        if erro.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", None)):
+        if Servidor.porta_em_uso(erro):
             return "porta em uso"
         if erro.errno in (errno.EADDRNOTAVAIL, getattr(errno, "WSAEADDRNOTAVAIL", None)):
             return "o IP não é desta máquina"
@@ -957,31 +1033,23 @@ class Servidor:
         except ValueError as erro:
             print("%s\n%s" % (erro, Servidor.USO), file=sys.stderr, flush=True)
             return 2
-        while True:
-            if config is None:
-                # [5a] Inicialização: IP e porta deste servidor e do líder, lidos do teclado.
-                ip = Servidor.perguntar("IP", Servidor.IP_PADRAO, Servidor.ip_valido)
-                porta = Servidor.perguntar("Porta", Servidor.PORTA_PADRAO, Servidor.porta_valida)
-                ip_lider = Servidor.perguntar("IP do líder", Servidor.IP_PADRAO,
-                                              Servidor.ip_valido)
-                porta_lider = Servidor.perguntar("Porta do líder", Servidor.PORTA_PADRAO,
-                                                 Servidor.porta_valida)
-            else:
-                ip, porta, ip_lider, porta_lider = config
-            servidor = Servidor(ip, porta, ip_lider, porta_lider, **opcoes)
-            try:
-                servidor.abrir()
-                break
-            except ValueError as erro:  # o registro em disco (--dados) não pôde ser lido
-                servidor.fechar()
-                print(erro, file=sys.stderr, flush=True)
-                return 2
-            except OSError as erro:
-                servidor.fechar()
-                print("Não foi possível abrir %s: %s."
-                      % (servidor.endereco, Servidor.motivo(erro)), file=sys.stderr, flush=True)
-                if config is not None:
-                    return 2
+        if config is None:
+            ip, porta, ouvinte, ip_lider, porta_lider = Servidor.perguntar_tudo()
+        else:
+            ip, porta, ip_lider, porta_lider = config
+            ouvinte = None
+        servidor = Servidor(ip, porta, ip_lider, porta_lider, **opcoes)
+        try:
+            servidor.abrir(ouvinte)
+        except ValueError as erro:  # o registro em disco (--dados) não pôde ser lido
+            servidor.fechar()
+            print(erro, file=sys.stderr, flush=True)
+            return 2
+        except OSError as erro:
+            servidor.fechar()
+            print("Não foi possível abrir %s: %s."
+                  % (servidor.endereco, Servidor.motivo(erro)), file=sys.stderr, flush=True)
+            return 2
         if servidor.eh_lider and opcoes["atraso_replicacao"]:
             servidor.avisar("Aviso: --atraso-replicacao vale só para seguidores; ignorado.")
         if not servidor.eh_lider and opcoes["dados"] is not None:

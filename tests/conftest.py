@@ -18,6 +18,9 @@ from Mensagem import Mensagem  # noqa: E402
 
 PRAZO = 15.0          # toda espera dos testes tem este limite (SHORT_TIMEOUT do CPython)
 SONDA = 0.02          # intervalo entre sondagens
+# Começo das linhas que o servidor escreve em stderr com --detalhes (os testes sempre o pedem:
+# é por elas que sabem que um seguidor está unido ao líder, sem adivinhar).
+DETALHE = "Detalhe: "
 # Key dos GETs de barreira (sincronizar): as linhas deles não contam nas linhas do teste.
 BARREIRA = "__barreira__"
 
@@ -73,8 +76,17 @@ class Processo:
             return f.read()
 
     def erro(self):
+        """O stderr, sem as linhas de --detalhes (que só os testes pedem)."""
+        return "".join(linha for linha in self.erro_inteiro().splitlines(keepends=True)
+                       if not linha.startswith(DETALHE))
+
+    def erro_inteiro(self):
         with open(self.caminho_erro, encoding="utf-8", errors="replace") as f:
             return f.read()
+
+    def unioes(self, porta):
+        """Quantas vezes este líder pôs o seguidor da porta no conjunto (--detalhes)."""
+        return self.erro_inteiro().count("%sseguidor 127.0.0.1:%d unido " % (DETALHE, porta))
 
     def linhas(self):
         """As linhas do stdout depois da marca, sem as das barreiras."""
@@ -170,7 +182,8 @@ class Cluster:
     def servidor(self, porta, porta_lider, *extras, esperar_porta=True):
         self.contagem += 1
         nome = "servidor%d-%d" % (self.contagem, porta)
-        args = ["Servidor.py", "127.0.0.1", str(porta), "127.0.0.1", str(porta_lider)]
+        args = ["Servidor.py", "127.0.0.1", str(porta), "127.0.0.1", str(porta_lider),
+                "--detalhes"]
         proc = Processo(args + list(extras), self.pasta, nome, porta=porta)
         self.pilha.callback(proc.terminar)
         if esperar_porta:
@@ -180,16 +193,15 @@ class Cluster:
             esperar(pronto, motivo="%s aceitar conexões" % nome)
         return proc
 
-    def tres(self, atraso=None):
+    def tres(self, atraso=None, extras_lider=()):
         """Líder e dois seguidores já unidos ao líder; devolve (procs, portas)."""
         portas = [porta_livre() for _ in range(3)]
-        lider = self.servidor(portas[0], portas[0])
+        lider = self.servidor(portas[0], portas[0], *extras_lider)
         extras = [] if atraso is None else ["--atraso-replicacao", str(atraso)]
         seguidores = [self.servidor(portas[1], portas[0]),
                       self.servidor(portas[2], portas[0], *extras)]
-        # O líder que sobe vazio espera uns 2 s pelos seguidores antes de aceitar pedidos.
-        for porta in portas:
-            esperar_unido(porta)
+        for porta in portas[1:]:
+            esperar_unido(lider, porta)
         procs = [lider] + seguidores
         for proc in procs:
             proc.marcar()
@@ -203,15 +215,13 @@ class Cluster:
         return proc
 
 
-def esperar_unido(porta):
-    """Um seguidor está unido ao líder (e o líder, pronto) quando responde GET com GET_OK."""
+def esperar_unido(lider, porta, antes=0):
+    """O líder pôs o seguidor da porta no conjunto mais vezes que `antes` (a linha "unido" do
+    --detalhes sai depois que o canal entrou: daí em diante todo PUT_OK espera por ele)."""
     def unido():
-        try:
-            resposta = trocar(porta, {"tipo": "GET", "key": "__sonda__", "timestamp": 0}, 2)
-        except OSError:
-            return False
-        return resposta is not None and resposta.get("tipo") == Mensagem.GET_OK
-    esperar(unido, motivo="seguidor %d unir-se ao líder" % porta)
+        lider.exigir_vivo()
+        return lider.unioes(porta) > antes
+    esperar(unido, motivo="seguidor %d unir-se ao líder %s" % (porta, lider.nome))
 
 
 @pytest.fixture

@@ -153,18 +153,21 @@ def test_seguidor_antes_do_lider_e_seguidor_atrasado_ficam_com_tudo(cluster, cli
     dos PUTs acabam com todos os dados."""
     portas = [porta_livre() for _ in range(3)]
     adiantado = cluster.servidor(portas[1], portas[0])
-    # Sem líder ainda: quem não se uniu devolve TRY_OTHER a todo GET.
-    assert trocar(portas[1], {"tipo": "GET", "key": "k", "timestamp": 0})["tipo"] == \
-        Mensagem.TRY_OTHER_SERVER_OR_LATER
-    cluster.servidor(portas[0], portas[0])
-    esperar_unido(portas[1])
+    # Sem líder ainda, a regra da seção 5f vale igual: NULL com ts 0 a quem nada viu, e
+    # TRY_OTHER a quem já viu um ts maior que o daqui.
+    assert trocar(portas[1], {"tipo": "GET", "key": "k", "timestamp": 0}) == \
+        {"tipo": "GET_OK", "key": "k", "value": None, "timestamp": 0}
+    assert trocar(portas[1], {"tipo": "GET", "key": "k", "timestamp": 1}) == \
+        {"tipo": "TRY_OTHER_SERVER_OR_LATER", "key": "k", "timestamp": 0}
+    lider = cluster.servidor(portas[0], portas[0])
+    esperar_unido(lider, portas[1])
     cliente.inicializar(enderecos(portas[:2]))
     esperados = {}
     for i in range(30):
         resposta, _ = cliente.put("k%d" % (i % 7), "valor %d" % i)
         esperados["k%d" % (i % 7)] = ("valor %d" % i, resposta.timestamp)
     atrasado = cluster.servidor(portas[2], portas[0])
-    esperar_unido(portas[2])
+    esperar_unido(lider, portas[2])
     for porta in portas:
         for key, (value, ts) in esperados.items():
             assert trocar(porta, {"tipo": "GET", "key": key, "timestamp": ts}) == \
@@ -355,14 +358,14 @@ def test_join_em_seguidor_e_recusado(cluster):
 
 def test_servidor_pergunta_com_padroes_e_repete_resposta_invalida(cluster, tmp_path):
     """[5a] Sem argumentos, o servidor pergunta; Enter aceita o padrão, porta inválida ou em
-    uso é dita numa linha e perguntada de novo."""
+    uso é dita numa linha e perguntada de novo na hora (antes das perguntas do líder)."""
     from conftest import Processo
     ocupada = socket.create_server(("127.0.0.1", 0))
     em_uso = ocupada.getsockname()[1]
     porta = porta_livre()
     try:
-        entrada = "\nabc\n%d\n\n%d\n" % (em_uso, em_uso)
-        entrada += "\n%d\n\n%d\n" % (porta, porta)
+        # IP (Enter), porta inválida, porta em uso, porta livre; líder: Enter e a porta livre.
+        entrada = "\nabc\n%d\n%d\n\n%d\n" % (em_uso, porta, porta)
         proc = Processo(["Servidor.py"], str(tmp_path), "interativo", entrada)
         cluster.pilha.callback(proc.terminar)
 
@@ -376,7 +379,9 @@ def test_servidor_pergunta_com_padroes_e_repete_resposta_invalida(cluster, tmp_p
     assert proc.erro().splitlines() == [
         "Porta inválida: use um número de 1 a 65535.",
         "Não foi possível abrir 127.0.0.1:%d: porta em uso." % em_uso]
-    assert proc.saida().count("Porta do líder [10097]: ") == 2
+    # A ordem das perguntas: três vezes a porta, e só então o líder, uma vez.
+    assert proc.saida().startswith("IP [127.0.0.1]: " + "Porta [10097]: " * 3
+                                   + "IP do líder [127.0.0.1]: Porta do líder [10097]: ")
     assert trocar(porta, {"tipo": "PUT", "key": "k", "value": "v"})["timestamp"] == 1
 
 
@@ -386,6 +391,7 @@ def test_servidor_pergunta_com_padroes_e_repete_resposta_invalida(cluster, tmp_p
     (["--atraso-replicacao", "-3"], "Atraso inválido: use segundos de 0 a 30."),
     (["--atraso-replicacao", "31"], "Atraso inválido: use segundos de 0 a 30."),
     (["--fsync"], "--fsync só vale com --dados PASTA."),
+    (["--prazo-replicacao", "0"], "Prazo de replicação inválido: use segundos de 1 a 600."),
     (["127.0.0.1", "²", "127.0.0.1", "1"], "Porta inválida: use um número de 1 a 65535."),
     (["--depressa"], "Opção desconhecida: --depressa"),
 ])

@@ -195,7 +195,7 @@ def servidor_como_no_windows(cluster, porta, porta_lider, *extras):
     cluster.contagem += 1
     nome = "servidor%d-%d" % (cluster.contagem, porta)
     args = ["-c", COMO_NO_WINDOWS, "Servidor.py", "127.0.0.1", str(porta), "127.0.0.1",
-            str(porta_lider)]
+            str(porta_lider), "--detalhes"]
     proc = Processo(args + list(extras), cluster.pasta, nome)
     cluster.pilha.callback(proc.terminar)
 
@@ -558,10 +558,10 @@ def test_seguidor_sem_lider_nao_aceita_join_ok_de_ninguem(cluster):
     resposta = pedir(porta, falso)
     assert resposta is not None and resposta["tipo"] == Mensagem.ERRO, resposta
     resposta = pedir(porta, {"tipo": Mensagem.GET, "key": "k", "timestamp": 0})
-    assert resposta["tipo"] == Mensagem.TRY_OTHER_SERVER_OR_LATER, \
-        "um JOIN_OK falso fez o seguidor se achar unido: %r" % resposta
+    assert resposta == {"tipo": Mensagem.GET_OK, "key": "k", "value": None, "timestamp": 0}, \
+        "um JOIN_OK falso mudou a tabela do seguidor: %r" % resposta
     lider = cluster.servidor(porta_lider, porta_lider)
-    esperar_unido(porta)
+    esperar_unido(lider, porta)
     assert estado(porta, ["k"]) == {"k": (None, 0)}
     exigir_console_limpo(seguidor, lider)
 
@@ -701,7 +701,7 @@ def test_seguidor_morre_sob_carga_e_volta_com_os_dados_do_lider(cluster):
         vitima.matar()
         time.sleep(CARGA)
         de_volta = cluster.servidor(portas[2], portas[0])
-        esperar_unido(portas[2])
+        esperar_unido(lider, portas[2], antes=1)
         time.sleep(CARGA / 2)
     finally:
         parar.set()
@@ -728,14 +728,15 @@ def test_ordem_de_partida_nao_importa(cluster):
     fim = time.monotonic() + CARGA / 2   # fase sem líder: o seguidor tenta várias vezes
     while time.monotonic() < fim:
         resposta = pedir(portas[1], {"tipo": Mensagem.GET, "key": "k", "timestamp": 0})
-        assert resposta["tipo"] == Mensagem.TRY_OTHER_SERVER_OR_LATER, resposta
+        assert resposta == {"tipo": Mensagem.GET_OK, "key": "k", "value": None,
+                            "timestamp": 0}, resposta
         time.sleep(0.1)
     lider = cluster.servidor(portas[0], portas[0])
-    esperar_unido(portas[1])
+    esperar_unido(lider, portas[1])
     assert pedir(portas[1], {"tipo": Mensagem.PUT, "key": "k", "value": "v1"})["timestamp"] == 1
     assert pedir(portas[0], {"tipo": Mensagem.PUT, "key": "outra", "value": "v2"})["timestamp"] == 2
     tarde = cluster.servidor(portas[2], portas[0])
-    esperar_unido(portas[2])
+    esperar_unido(lider, portas[2])
     esperado = {"k": ("v1", 1), "outra": ("v2", 2), "nunca": (None, 0)}
     for porta in portas:
         assert estado(porta, KEYS) == esperado, "o servidor %d ficou diferente" % porta
@@ -773,48 +774,52 @@ def timestamps_guardados(porta, keys):
     return resultado
 
 
-def test_lider_morre_e_seguidores_respondem_try_other_e_guardam_os_dados(cluster):
-    """[5f] Líder morto: seguidores fora do líder respondem TRY_OTHER a todo GET, dizem uma vez
-    que estão sem líder, não perdem nada e voltam com tudo quando ele volta."""
+def test_lider_morre_e_seguidores_seguem_a_regra_5f_e_guardam_os_dados(cluster):
+    """[5f] Líder morto: os seguidores seguem a regra da seção 5f (o valor a quem viu até o
+    ts deles, TRY_OTHER a quem viu mais), não escrevem nada, não perdem nada, e voltam com
+    tudo quando o líder volta vazio (ele funde o que eles trazem no JOIN)."""
     procs, portas, antes = preparar(cluster)
     lider, seguidores = procs[0], procs[1:]
     lider.matar()
-    guardados = {key: ts for key, (_, ts) in antes.items()}
     for porta in portas[1:]:
-        assert sondar(lambda: pedir(porta, {"tipo": Mensagem.GET, "key": "k", "timestamp": 0})
-                      ["tipo"] == Mensagem.TRY_OTHER_SERVER_OR_LATER), \
-            "o seguidor %d segue dando valores sem líder" % porta
-        assert timestamps_guardados(porta, KEYS) == guardados
-    # Uma linha só, depois de uns 5 s, com o endereço que ele tenta (líder digitado errado).
-    aviso = "Sem contato com o líder 127.0.0.1:%d" % portas[0]
+        for key, (value, ts) in antes.items():
+            assert pedir(porta, {"tipo": Mensagem.GET, "key": key, "timestamp": ts}) == \
+                {"tipo": Mensagem.GET_OK, "key": key, "value": value, "timestamp": ts}
+            assert pedir(porta, {"tipo": Mensagem.GET, "key": key, "timestamp": ts + 1}) == \
+                {"tipo": Mensagem.TRY_OTHER_SERVER_OR_LATER, "key": key, "timestamp": ts}
     for proc in seguidores:
-        esperar(lambda: aviso in proc.erro(), motivo="%s avisar que está sem líder" % proc.nome)
-    for porta in portas[1:]:
-        assert timestamps_guardados(porta, KEYS) == guardados
-    for proc in seguidores:
-        proc.exigir_vivo()
-        assert proc.erro().count("\n") == 1 and proc.erro().startswith(aviso), proc.erro()
+        linhas = proc.linhas_agora()
+        assert all(" GET key:" in linha for linha in linhas), linhas
+        # Nenhuma linha diz "Meu ts é S ... TRY_OTHER" com S igual ou maior que o do cliente.
+        for linha in linhas:
+            enviado, meu = re.search(r"ts:(\d+)\. Meu ts é (\d+)", linha).groups()
+            assert linha.endswith("TRY_OTHER_SERVER_OR_LATER") == (int(meu) < int(enviado))
+        assert proc.erro() == ""
         exigir_sem_traceback(proc)
-    # O líder volta vazio, sem --dados: adota a tabela dos seguidores e nada se perde.
-    cluster.servidor(portas[0], portas[0])
+    novo = cluster.servidor(portas[0], portas[0])
+    for porta in portas[1:]:
+        esperar_unido(novo, porta)
     for porta in portas:
-        assert sondar(lambda: pedir(porta, {"tipo": Mensagem.GET, "key": "k", "timestamp": 0})
-                      ["tipo"] == Mensagem.GET_OK), "o servidor %d não voltou" % porta
-        assert estado(porta, KEYS) == antes, "o servidor %d perdeu dados" % porta
+        assert sondar(lambda: estado(porta, KEYS) == antes), "o servidor %d perdeu dados" % porta
 
 
 def test_seguidores_voltam_ao_lider_reiniciado(cluster):
-    """[5a] Líder reiniciado na mesma porta: os seguidores, que tentavam calados, voltam a replicar."""
-    procs, portas, _ = preparar(cluster)
+    """[5a] Líder reiniciado na mesma porta aceita um PUT na hora; os seguidores voltam, ele
+    funde o que eles têm, e o ts continua subindo para todos."""
+    procs, portas, antes = preparar(cluster)
     procs[0].matar()
     novo = cluster.servidor(portas[0], portas[0])
     resposta = pedir(portas[0], {"tipo": Mensagem.PUT, "key": "k", "value": "do novo líder"})
-    # O líder novo adotou o contador dos seguidores: o ts continua subindo.
-    assert (resposta["tipo"], resposta["timestamp"]) == (Mensagem.PUT_OK, 3), resposta
-    esperado = {"k": ("do novo líder", resposta["timestamp"])}
+    assert resposta["tipo"] == Mensagem.PUT_OK, resposta
     for porta in portas[1:]:
-        assert sondar(lambda: estado(porta, ["k"]) == esperado), \
-            "o seguidor %d não voltou ao líder: %r" % (porta, estado(porta, ["k"]))
+        esperar_unido(novo, porta)
+    esperado = estado(portas[0], KEYS)
+    # A escrita do líder novo foi refeita acima do contador dos seguidores (2).
+    assert esperado["k"][0] == "do novo líder" and esperado["k"][1] > 2, esperado
+    assert esperado["outra"] == antes["outra"]
+    for porta in portas[1:]:
+        assert sondar(lambda: estado(porta, KEYS) == esperado), \
+            "o seguidor %d não voltou ao líder: %r" % (porta, estado(porta, KEYS))
     exigir_console_limpo(novo, *procs[1:])
 
 
@@ -936,7 +941,7 @@ def test_ctrl_c_no_lider_com_clientes_e_seguidor_dormindo(cluster):
     cluster.servidor(portas[1], portas[0])
     cluster.servidor(portas[2], portas[0], "--atraso-replicacao", "30")
     for porta in portas[1:]:
-        esperar_unido(porta)
+        esperar_unido(lider, porta)
     conexoes = [conectar(portas[0]) for _ in range(5)]
     try:
         conexoes[0][0].sendall(b'{"tipo":"GET","key"')                      # pela metade
@@ -955,7 +960,7 @@ def test_ctrl_c_no_seguidor_dormindo_numa_replicacao(cluster):
     portas = [porta_livre() for _ in range(2)]
     lider = cluster.servidor(portas[0], portas[0])
     lento = servidor_como_no_windows(cluster, portas[1], portas[0], "--atraso-replicacao", "30")
-    esperar_unido(portas[1])
+    esperar_unido(lider, portas[1])
     conexoes = [conectar(portas[1]) for _ in range(3)]
     put = conectar(portas[0])
     try:
@@ -986,7 +991,7 @@ def test_ctrl_c_no_cliente_esperando_um_put(cluster):
     portas = [porta_livre() for _ in range(2)]
     lider = cluster.servidor(portas[0], portas[0])
     cluster.servidor(portas[1], portas[0], "--atraso-replicacao", "30")
-    esperar_unido(portas[1])
+    esperar_unido(lider, portas[1])
     cliente = ClienteNoConsole(cluster, "cliente-put", ["-c", COMO_NO_WINDOWS])
     cliente.digitar("INIT\n" + "\n%d\n" % portas[0] * 3 + "PUT\nk\nv\n")
     esperar_put_no_lider(lider, "k", "v")   # o cliente mandou e espera a resposta
