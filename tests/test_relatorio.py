@@ -486,3 +486,63 @@ def test_secao_do_video_diz_se_e_gravacao_da_tela_ou_desenhado(tmp_path):
     desenhado = secao_ii(gerar.texto_do_pdf(pdf))
     assert "não é uma captura de tela" in desenhado and "gravação da tela" not in desenhado
 
+
+# Módulo importado -> pacote do PyPI que o traz.
+PACOTES = {"PIL": "pillow", "imageio_ffmpeg": "imageio-ffmpeg", "typst": "typst",
+           "pypdf": "pypdf", "pytest": "pytest", "matplotlib": "matplotlib"}
+FORA = {".git", ".venv", "_build", "__pycache__", ".pytest_cache", "_saida"}
+
+
+def arquivos_do_projeto(final):
+    for pasta, subpastas, arquivos in os.walk(RAIZ):
+        subpastas[:] = [s for s in subpastas if s not in FORA]
+        for arquivo in arquivos:
+            if arquivo.endswith(final):
+                yield os.path.join(pasta, arquivo)
+
+
+def pacotes_instalados_pelo_readme():
+    """Os pacotes dos requisitos.txt que o README manda instalar (com os -r de dentro deles)."""
+    with open(os.path.join(RAIZ, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    pendentes = [os.path.join(RAIZ, caminho) for caminho in
+                 re.findall(r"pip install -r (\S+requisitos\.txt)", readme)]
+    pacotes = set()
+    while pendentes:
+        caminho = os.path.normpath(pendentes.pop())
+        with open(caminho, encoding="utf-8") as f:
+            for linha in f.read().splitlines():
+                linha = linha.split("#")[0].strip()
+                if linha.startswith("-r "):
+                    pendentes.append(os.path.join(os.path.dirname(caminho), linha[3:].strip()))
+                elif linha:
+                    pacotes.add(re.split(r"[<>=!~;\[ ]", linha)[0].lower())
+    return pacotes
+
+
+def test_todo_script_roda_com_o_que_o_readme_instala():
+    """Todo pacote de fora da biblioteca padrão que um script do repositório importa está num
+    requisitos.txt que o README manda instalar (o matplotlib do diagrama também)."""
+    locais = {os.path.basename(c)[:-3] for c in arquivos_do_projeto(".py")}
+    padrao = getattr(sys, "stdlib_module_names", None)   # Python 3.10+
+    instalados = pacotes_instalados_pelo_readme()
+    faltando = []
+    for caminho in arquivos_do_projeto(".py"):
+        with open(caminho, encoding="utf-8") as f:
+            arvore = gerar.ast.parse(f.read())
+        for no in gerar.ast.walk(arvore):
+            if isinstance(no, gerar.ast.Import):
+                modulos = [nome.name for nome in no.names]
+            elif isinstance(no, gerar.ast.ImportFrom) and no.level == 0:
+                modulos = [no.module]
+            else:
+                continue
+            for modulo in (m.split(".")[0] for m in modulos):
+                if modulo in locais or (padrao is not None and modulo in padrao):
+                    continue
+                if modulo not in PACOTES:
+                    assert padrao is None, "%s importa %s: ponha em PACOTES e num requisitos.txt" \
+                        % (os.path.relpath(caminho, RAIZ), modulo)
+                elif PACOTES[modulo] not in instalados:
+                    faltando.append("%s: %s" % (os.path.relpath(caminho, RAIZ), modulo))
+    assert faltando == []
