@@ -6,16 +6,21 @@
     python relatorio/gerar.py --nome ... --ra 123456 --video ... --zip
                                                # e relatorio/_build/123456.zip, a entrega
     python relatorio/gerar.py --verificar      # o PDF commitado ainda bate com o código?
+    python relatorio/gerar.py ... --video-desenhado   # o vídeo é o do video.py, não screencast
 
 O texto fica em relatorio.typ (Typst; a aparência em estilo.typ). Ali nenhuma linha é digitada:
 uma citação é uma referência
   #c[5c]                        um marcador (comentário "# [5c] ..." no código; todas as vezes)
   #c[Cliente.esperar_resposta]  um nome do código (método, classe aninhada ou constante)
-e vira, na hora de gerar, "[5c] Servidor.py:239-253". O trecho de um marcador vai da linha do
-comentário até o fim (ast end_lineno) do primeiro comando que começa depois dela, em qualquer
-nível (acima de um def, é a função inteira). #trecho[5f] mostra o código citado, com os números
-das linhas; #campo[nome], #campo[ra] e #campo[video] vêm da linha de comando. Dentro de `crases`
-e de comentários nada é citação.
+e vira, na hora de gerar, "[5c] Servidor.py:239-253". O trecho de um marcador vai do comentário
+ao fim do parágrafo que ele anota: o comando logo abaixo e os seguintes do mesmo bloco, até uma
+linha em branco, o próximo marcador ou o fim do bloco; acima de um def ou class, a definição
+inteira; todo comando que começa no trecho entra inteiro (a regra completa está na classe
+Codigo). Gerar e --verificar falham, dizendo o marcador e as linhas, se um trecho citado para
+antes do fim do que o marcador anota, ou se um marcador está fora da regra (no fim de uma linha
+de código, dentro de parênteses, solto no fim de um bloco). #trecho[5f] mostra o código citado,
+com os números das linhas; #campo[nome], #campo[ra] e #campo[video] vêm da linha de comando.
+Dentro de `crases` e de comentários nada é citação.
 
 Precisa de typst e pypdf (relatorio/requisitos.txt), que instalam do PyPI sem nada do sistema.
 """
@@ -64,6 +69,9 @@ CITACAO_PDF = re.compile(
     r"(?:\s*,\s*\d+(?:\s*-\s*\d+)?)*(?:\s*;\s*(?:Servidor|Cliente|Mensagem)\.py:\s*\d+"
     r"(?:\s*-\s*\d+)?(?:\s*,\s*\d+(?:\s*-\s*\d+)?)*)*)")
 FALTA = "preencher com --"
+# Onde ficam os comandos de um bloco (corpo do def/if/for/while/with/try, else, finally, except).
+CORPOS = ("body", "orelse", "finalbody")
+DEFINICOES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 class Falha(Exception):
@@ -72,14 +80,35 @@ class Falha(Exception):
 
 # --------------------------------------------------------------- o código
 
+def inicio_de(no):
+    """A primeira linha de um comando: a do primeiro decorador, num def ou class decorado."""
+    return min([no.lineno] + [d.lineno for d in getattr(no, "decorator_list", [])])
+
+
 class Codigo:
-    """Os três arquivos-fonte, lidos uma vez: marcadores e nomes resolvidos para linhas."""
+    """Os três arquivos-fonte, lidos uma vez: marcadores e nomes resolvidos para linhas.
+
+    A regra do trecho de um marcador (o que "# [5e] ..." anota):
+      - o marcador fica numa linha só dele, logo acima do código (outras linhas de comentário
+        podem continuar o texto; linha em branco, não), com a indentação desse código;
+      - ele anota o seu parágrafo: o primeiro comando depois dele e os comandos seguintes do
+        mesmo bloco, até a primeira linha em branco entre dois comandos, o próximo comentário
+        marcador (entre dois comandos ou dentro do comando seguinte) ou o fim do bloco;
+      - acima de um def ou class (com os decoradores), o parágrafo é a definição inteira;
+      - todo comando que começa no trecho entra inteiro (até o ast end_lineno): um trecho
+        nunca para no meio de um comando, e um if, with, for ou try entra com o corpo todo.
+    Marcador fora dessa regra (no fim de uma linha de código, dentro de parênteses, solto
+    no fim de um bloco, separado do código por linha em branco) é um problema: o trecho dele
+    pararia antes do fim do que ele anota.
+    """
 
     def __init__(self, raiz=RAIZ):
         self.raiz = raiz
         self.linhas = {}
         self.arvores = {}
         self.marcadores = collections.OrderedDict()   # marcador -> [(arquivo, início, fim)]
+        self.anotados = {}     # (arquivo, linha do marcador) -> (marcador, fim, [comandos])
+        self.problemas = []    # marcadores fora da regra, com arquivo e linha
         for arquivo in FONTES:
             with open(os.path.join(raiz, arquivo), encoding="utf-8") as f:
                 texto = f.read()
@@ -88,25 +117,95 @@ class Codigo:
                 self.arvores[arquivo] = ast.parse(texto, arquivo)
             except SyntaxError as erro:
                 raise Falha("%s:%s: o código não compila (%s)" % (arquivo, erro.lineno, erro.msg))
-            comandos = [(no.lineno, -no.end_lineno) for no in ast.walk(self.arvores[arquivo])
-                        if isinstance(no, ast.stmt)]
-            comandos.sort()
-            for linha, marcador in Codigo.comentarios(texto):
-                # O primeiro comando que começa depois do comentário (empate: o mais externo).
-                seguinte = next(((ini, -neg) for ini, neg in comandos if ini > linha), None)
-                if seguinte is None:
-                    raise Falha("%s:%d: o marcador [%s] não tem código depois dele"
-                                % (arquivo, linha, marcador))
-                self.marcadores.setdefault(marcador, []).append((arquivo, linha, seguinte[1]))
+            self.ler_marcadores(arquivo, texto)
+
+    def ler_marcadores(self, arquivo, texto):
+        linhas = self.linhas[arquivo]
+        # Cada comando com o bloco em que está (a lista de irmãos) e a posição nele.
+        irmaos = {}
+        for no in ast.walk(self.arvores[arquivo]):
+            for campo in CORPOS:
+                corpo = getattr(no, campo, None)
+                if isinstance(corpo, list):
+                    for i, filho in enumerate(corpo):
+                        if isinstance(filho, ast.stmt):
+                            irmaos[filho] = (corpo, i)
+        # Empate na linha de início: o mais externo primeiro (o que termina mais tarde).
+        comandos = sorted(irmaos, key=lambda no: (inicio_de(no), -no.end_lineno))
+        marcados = Codigo.comentarios(texto)
+        linhas_marcadas = {linha for linha, _, _, _ in marcados}
+        for linha, coluna, marcador, dentro in marcados:
+            lugar = "%s:%d" % (arquivo, linha)
+            primeiro = next((no for no in comandos if inicio_de(no) > linha), None)
+            if linhas[linha - 1][:coluna].strip():
+                self.problema(marcador, lugar, "está no fim de uma linha de código; ponha o "
+                              "comentário numa linha própria, logo acima do bloco que ele anota")
+            elif dentro:
+                self.problema(marcador, lugar, "está dentro de parênteses, no meio de um "
+                              "comando; ponha-o acima do comando inteiro")
+            elif primeiro is None:
+                self.problema(marcador, lugar, "não tem código depois dele")
+            elif coluna != primeiro.col_offset:
+                self.problema(marcador, lugar, "não está alinhado com o comando seguinte (linha "
+                              "%d, coluna %d; o marcador está na coluna %d): um marcador fica "
+                              "logo acima do que anota, com a mesma indentação (no fim de um "
+                              "bloco ele não anota nada)"
+                              % (inicio_de(primeiro), primeiro.col_offset + 1, coluna + 1))
+            elif any(not l.strip() for l in linhas[linha:inicio_de(primeiro) - 1]):
+                self.problema(marcador, lugar, "está separado do código por uma linha em branco "
+                              "(linhas %d-%d); ponha-o logo acima do bloco que ele anota"
+                              % (linha, inicio_de(primeiro)))
+            if primeiro is None:
+                self.marcadores.setdefault(marcador, []).append((arquivo, linha, linha))
+                continue
+            paragrafo = [primeiro]
+            if not isinstance(primeiro, DEFINICOES):
+                corpo, i = irmaos[primeiro]
+                for seguinte in corpo[i + 1:]:
+                    antes = linhas[paragrafo[-1].end_lineno:inicio_de(seguinte) - 1]
+                    if any(not l.strip() for l in antes):
+                        break     # uma linha em branco fecha o parágrafo
+                    if any(paragrafo[-1].end_lineno < outra <= seguinte.end_lineno
+                           for outra in linhas_marcadas):
+                        break     # o próximo marcador começa outro trecho
+                    paragrafo.append(seguinte)
+            fim = max(no.end_lineno for no in paragrafo)
+            self.anotados[(arquivo, linha)] = (marcador, fim, paragrafo)
+            self.marcadores.setdefault(marcador, []).append((arquivo, linha, fim))
+
+    def problema(self, marcador, lugar, texto):
+        self.problemas.append("%s: o marcador [%s] %s" % (lugar, marcador, texto))
 
     @staticmethod
     def comentarios(texto):
-        """(linha, marcador) de cada comentário que começa com "# [marcador]"."""
+        """(linha, coluna, marcador, dentro de parênteses?) de cada "# [marcador] ..."."""
+        achados = []
+        profundidade = 0
         for token in tokenize.generate_tokens(io.StringIO(texto).readline):
-            if token.type == tokenize.COMMENT:
+            if token.type == tokenize.OP and token.string in "([{":
+                profundidade += 1
+            elif token.type == tokenize.OP and token.string in ")]}":
+                profundidade -= 1
+            elif token.type == tokenize.COMMENT:
                 achado = COMENTARIO_MARCADOR.match(token.string)
                 if achado:
-                    yield token.start[0], achado.group(1)
+                    achados.append((token.start[0], token.start[1], achado.group(1),
+                                    profundidade > 0))
+        return achados
+
+    def corte(self, arquivo, inicio, fim):
+        """Se o trecho inicio-fim começa num marcador e para antes do fim do que ele anota,
+        o que fica de fora (uma frase); senão None."""
+        anotado = self.anotados.get((arquivo, inicio))
+        if anotado is None or fim >= anotado[1]:
+            return None
+        _, certo, paragrafo = anotado
+        anota = "o marcador da linha %d anota as linhas %d-%d" % (inicio, inicio, certo)
+        cortado = [no for no in paragrafo if inicio_de(no) <= fim < no.end_lineno]
+        if cortado:
+            return "%s, e o comando das linhas %d-%d fica cortado na linha %d" % (
+                anota, inicio_de(cortado[0]), cortado[0].end_lineno, fim)
+        return "%s, e as linhas %d-%d ficam de fora" % (anota, fim + 1, certo)
 
     def marcador(self, nome):
         if nome not in self.marcadores:
@@ -126,7 +225,7 @@ class Codigo:
         for corpo in ([classe[0].body] if classe else []) + [modulo.body]:
             no = Codigo.procurar(corpo, partes[1:])
             if no is not None:
-                inicio = min([no.lineno] + [d.lineno for d in getattr(no, "decorator_list", [])])
+                inicio = inicio_de(no)
                 return [(arquivo, inicio, no.end_lineno)]
         raise Falha("[%s]: não existe %s em %s" % (nome, ".".join(partes[1:]), arquivo))
 
@@ -166,6 +265,17 @@ def formatar(trechos):
             "%d" % inicio if inicio == fim else "%d-%d" % (inicio, fim))
     return "; ".join("%s:%s" % (arquivo, ", ".join(faixas))
                      for arquivo, faixas in por_arquivo.items())
+
+
+def faixas(citacao):
+    """"Servidor.py:271-273, 406; Cliente.py:5-9" -> [(arquivo, início, fim), ...]."""
+    resultado = []
+    for parte in citacao.split(";"):
+        arquivo, _, resto = parte.strip().partition(":")
+        for faixa in resto.split(","):
+            inicio, _, fim = faixa.strip().partition("-")
+            resultado.append((arquivo, int(inicio), int(fim or inicio)))
+    return resultado
 
 
 def texto_citacao(referencia, trechos):
@@ -234,6 +344,15 @@ def esperado(codigo, pedacos):
                              "(o typst o lê como fim do comando): escreva \\;"
                              % (anterior.linha_fonte, "c" if anterior.tipo == "ref" else "trecho",
                                 anterior.valor))
+    # Um marcador fora da regra (veja Codigo) teria um trecho que para antes do fim do que ele
+    # anota; e nenhum trecho citado pode parar no meio do parágrafo do seu marcador.
+    problemas.extend(codigo.problemas)
+    for marca, citacao, linha, _ in citacoes:
+        for arquivo, inicio, fim in faixas(citacao) if marca and citacao else ():
+            corte = codigo.corte(arquivo, inicio, fim)
+            if corte:
+                problemas.append("relatorio.typ linha %d: a citação [%s] %s:%d-%d para antes do "
+                                 "fim: %s" % (linha, marca, arquivo, inicio, fim, corte))
     citados = {item.valor for item in pedacos if isinstance(item, Item)}
     for marcador in OBRIGATORIOS:
         if marcador not in codigo.marcadores:
@@ -296,6 +415,18 @@ def verificar(caminho_pdf=PDF_PADRAO, raiz=RAIZ, caminho_fonte=TEXTO):
         problemas.append("%s tem %d citações; o relatorio.typ com o código de hoje dá %d:\n    %s"
                          % (nome_pdf, len(no_pdf), len(deveria),
                             "\n    ".join(list(diferenca)[2:])))
+    # Cada trecho de marcador que o PDF cita tem de ir até o fim do que o marcador anota hoje.
+    cortes = []
+    for marca, citacao in no_pdf:
+        for arquivo, inicio, fim in faixas(citacao) if marca else ():
+            corte = codigo.corte(arquivo, inicio, fim)
+            anotado = codigo.anotados.get((arquivo, inicio))
+            if corte and anotado[0] == marca:
+                problema = ("%s: a citação [%s] %s:%d-%d para antes do fim: %s"
+                            % (nome_pdf, marca, arquivo, inicio, fim, corte))
+                if problema not in cortes:
+                    cortes.append(problema)
+    problemas.extend(cortes)
     pdf_sem_espacos = sem_espacos(texto)
     for item, resolvidos in trechos:
         for arquivo, inicio, fim in resolvidos:
@@ -316,7 +447,7 @@ def mostrar(citacao):
 
 # --------------------------------------------------------------- gerar
 
-def entradas(codigo, pedacos, nome, ra, video):
+def entradas(codigo, pedacos, nome, ra, video, desenhado=False):
     """O que o estilo.typ recebe em sys.inputs: as citações, os trechos e os campos."""
     citacoes = {}
     trechos = {}
@@ -330,10 +461,11 @@ def entradas(codigo, pedacos, nome, ra, video):
                                     "linhas": codigo.trecho(arquivo, inicio, fim)}
                                    for arquivo, inicio, fim in resolvidos]
     dados = json.dumps({"citacoes": citacoes, "trechos": trechos}, ensure_ascii=False)
-    return {"dados": dados, "nome": nome or "", "ra": ra or "", "video": video or ""}
+    return {"dados": dados, "nome": nome or "", "ra": ra or "", "video": video or "",
+            "video_desenhado": "sim" if desenhado else ""}
 
 
-def gerar_pdf(saida, nome=None, ra=None, video=None, raiz=RAIZ):
+def gerar_pdf(saida, nome=None, ra=None, video=None, raiz=RAIZ, desenhado=False):
     try:
         import typst
     except ImportError:
@@ -347,7 +479,7 @@ def gerar_pdf(saida, nome=None, ra=None, video=None, raiz=RAIZ):
     try:
         # Só as fontes que vêm no typst: o mesmo PDF no Windows, no macOS e no Linux.
         pdf = typst.compile(TEXTO, root=PASTA, ignore_system_fonts=True,
-                            sys_inputs=entradas(codigo, pedacos, nome, ra, video),
+                            sys_inputs=entradas(codigo, pedacos, nome, ra, video, desenhado),
                             timestamp=None if (nome or ra or video) else DATA_DO_MODELO)
     except RuntimeError as erro:   # typst.TypstError: a mensagem já diz o arquivo e a linha
         raise Falha("o typst não compilou o relatório: %s" % erro) from None
@@ -393,6 +525,9 @@ def principal(argumentos):
     parser.add_argument("--nome", help="nome do aluno (seção I)")
     parser.add_argument("--ra", help="RA do aluno (seção I; nome do PDF no ZIP)")
     parser.add_argument("--video", help="link do vídeo (seção II)")
+    parser.add_argument("--video-desenhado", action="store_true",
+                        help="o vídeo é o do relatorio/video.py (desenhado de uma execução "
+                             "real), não uma gravação da tela: a seção II diz isso")
     parser.add_argument("--saida", help="onde gravar o PDF (padrão: relatorio/RA.pdf, ou "
                                         "relatorio/_build/[RA].pdf com --ra)")
     parser.add_argument("--zip", action="store_true",
@@ -432,7 +567,7 @@ def principal(argumentos):
     if pdf is None:
         pdf = opcoes.saida or (os.path.join(CONSTRUCAO, "%s.pdf" % opcoes.ra) if opcoes.ra
                                else PDF_PADRAO)
-        gerar_pdf(pdf, opcoes.nome, opcoes.ra, opcoes.video)
+        gerar_pdf(pdf, opcoes.nome, opcoes.ra, opcoes.video, desenhado=opcoes.video_desenhado)
         print("PDF gerado: %s" % relativo(pdf))
     problemas = verificar(pdf)
     if problemas:

@@ -215,41 +215,177 @@ CODIGO_DE_TESTE = {
     # [5a] acima de um def: a função inteira
     def abrir(self):
         x = 1
-        # [threads] acima de um comando aninhado: só ele
+        # [5e] acima de vários comandos: o parágrafo inteiro, até a linha em branco
+        sinal = []
         if x:
-            x = 2
-            x = 3
-        return x
+            sinal.append(x)
+        # um comentário comum não fecha o parágrafo
+        resposta = dict(x=x,
+                        sinal=sinal)
 
-    # [threads] segunda ocorrência
-    def servir(self):
-        pass
+        return resposta
+
+    # [threads] acima de um def decorado: com o decorador
+    @staticmethod
+    def servir():
+        # [5c] o parágrafo para antes do próximo marcador
+        a = 1
+        if a:
+            # [threads] nem que o marcador esteja dentro do comando seguinte
+            a = 2
+        while a:
+            # [5d] o parágrafo acaba com o bloco
+            b = (a,
+                 a)
+            a = 0
+        return a
 ''',
     "Cliente.py": "class Cliente:\n    # [4a] texto\n    X = 1\n",
     "Mensagem.py": 'class Mensagem:\n    """# [9z] dentro de string não é marcador"""\n',
 }
 
+# Marcadores fora da regra: o trecho de cada um pararia antes do fim do que ele anota.
+CODIGO_MAL_MARCADO = '''class Servidor:
+    def abrir(self):
+        x = max(1,
+                # [5a] dentro de parênteses
+                2)
+        y = 1  # [5b] no fim da linha
+        if x:
+            y = 2
+            # [5c] solto no fim do bloco
+        # [5d] separado do código por uma linha em branco
+
+        return y
+'''
+
+
+def escrever_codigo(pasta, trocas=None):
+    """Os três arquivos de CODIGO_DE_TESTE (com as trocas dadas) na pasta."""
+    for nome, texto in dict(CODIGO_DE_TESTE, **(trocas or {})).items():
+        with open(os.path.join(pasta, nome), "w", encoding="utf-8") as f:
+            f.write(texto)
+
 
 @pytest.fixture
 def codigo(tmp_path):
-    for nome, texto in CODIGO_DE_TESTE.items():
-        (tmp_path / nome).write_text(texto, encoding="utf-8")
+    escrever_codigo(str(tmp_path))
     return gerar.Codigo(str(tmp_path))
 
 
-def test_trecho_vai_do_comentario_ao_fim_do_primeiro_comando(codigo):
-    """O trecho de um marcador vai do comentário ao fim do comando seguinte, em qualquer nível."""
-    assert gerar.texto_citacao("5a", codigo.marcador("5a")) == "[5a] Servidor.py:4-11"
+def test_trecho_do_marcador_e_o_paragrafo_que_ele_anota(codigo):
+    """O trecho de um marcador vai do comentário ao fim do parágrafo que ele anota, inteiro."""
+    # Acima de um def: a função inteira, com as linhas em branco de dentro dela.
+    assert gerar.texto_citacao("5a", codigo.marcador("5a")) == "[5a] Servidor.py:4-15"
+    # Acima de vários comandos: todos até a linha em branco, o último (de duas linhas) inteiro;
+    # não só o primeiro comando (7-8), como antes.
+    assert gerar.texto_citacao("5e", codigo.marcador("5e")) == "[5e] Servidor.py:7-13"
+    # Um def decorado conta do decorador; o trecho para antes de um comando com outro marcador.
     assert gerar.texto_citacao("threads", codigo.marcador("threads")) == \
-        "[threads] Servidor.py:7-10, 13-15"
+        "[threads] Servidor.py:17-30, 23-24"
+    assert gerar.texto_citacao("5c", codigo.marcador("5c")) == "[5c] Servidor.py:20-21"
+    # No fim do bloco o parágrafo acaba, e o comando de várias linhas entra inteiro.
+    assert gerar.texto_citacao("5d", codigo.marcador("5d")) == "[5d] Servidor.py:26-29"
     assert gerar.texto_citacao("4a", codigo.marcador("4a")) == "[4a] Cliente.py:2-3"
     assert "9z" not in codigo.marcadores
+    assert codigo.problemas == []
+
+
+def test_trecho_nunca_para_no_meio_de_um_comando(codigo):
+    """Todo comando que começa no trecho de um marcador termina dentro dele."""
+    comandos = [no for arvore in codigo.arvores.values() for no in gerar.ast.walk(arvore)
+                if isinstance(no, gerar.ast.stmt)]
+    for marcador, trechos in codigo.marcadores.items():
+        for _, inicio, fim in trechos:
+            for no in comandos:
+                if inicio <= gerar.inicio_de(no) <= fim:
+                    assert no.end_lineno <= fim, (marcador, inicio, fim, no.lineno)
+
+
+def test_corte_diz_o_que_fica_de_fora(codigo):
+    """Um trecho que para antes do fim do parágrafo do marcador é um corte, com as linhas."""
+    assert codigo.corte("Servidor.py", 7, 13) is None
+    assert codigo.corte("Servidor.py", 7, 8) == \
+        "o marcador da linha 7 anota as linhas 7-13, e as linhas 9-13 ficam de fora"
+    assert codigo.corte("Servidor.py", 7, 12) == ("o marcador da linha 7 anota as linhas 7-13, "
+                                                  "e o comando das linhas 12-13 fica cortado "
+                                                  "na linha 12")
+
+
+def test_marcador_fora_da_regra_e_problema(tmp_path):
+    """Marcador no fim de uma linha, entre parênteses, solto no fim de um bloco ou separado do
+    código por linha em branco: o problema diz o arquivo, a linha e o marcador."""
+    escrever_codigo(str(tmp_path), {"Servidor.py": CODIGO_MAL_MARCADO})
+    codigo = gerar.Codigo(str(tmp_path))
+    problemas = "\n".join(codigo.problemas)
+    assert "Servidor.py:4: o marcador [5a] está dentro de parênteses" in problemas
+    assert "Servidor.py:6: o marcador [5b] está no fim de uma linha de código" in problemas
+    assert "Servidor.py:9: o marcador [5c] não está alinhado com o comando seguinte" in problemas
+    assert "Servidor.py:10: o marcador [5d] está separado do código por uma linha em branco" \
+        in problemas
+    assert len(codigo.problemas) == 4
+    # Gerar (que chama esperado) não passa com eles.
+    _, _, todos = gerar.esperado(codigo, gerar.percorrer("#c[5a] #c[5b] #c[5c] #c[5d]\n"))
+    assert set(codigo.problemas) <= set(todos)
+
+
+def pdf_com_texto(caminho, texto):
+    """Um PDF de uma página com o texto dado, feito pelo typst (só as fontes dele)."""
+    import typst
+    fonte = caminho + ".typ"
+    with open(fonte, "w", encoding="utf-8") as f:
+        f.write(texto)
+    with open(caminho, "wb") as f:
+        f.write(typst.compile(fonte, ignore_system_fonts=True))
+    return caminho
+
+
+def test_verificar_recusa_citacao_que_para_antes_do_fim_do_bloco(tmp_path):
+    """[5e] Um PDF que cita só o comentário e o primeiro comando (a espera e o PUT_OK de fora)
+    faz --verificar falhar, com o marcador e as linhas; o trecho inteiro passa."""
+    projeto = str(tmp_path / "projeto")
+    os.makedirs(os.path.join(projeto, "relatorio"))
+    escrever_codigo(projeto)
+    shutil.copy(GERAR, os.path.join(projeto, "relatorio", "gerar.py"))
+    with open(os.path.join(projeto, "relatorio", "relatorio.typ"), "w", encoding="utf-8") as f:
+        f.write("O PUT_OK sai em #c[5e].\n")
+    script = os.path.join(projeto, "relatorio", "gerar.py")
+    cortado = pdf_com_texto(str(tmp_path / "cortado.pdf"), "O PUT_OK sai em [5e] Servidor.py:7-8.")
+    inteiro = pdf_com_texto(str(tmp_path / "inteiro.pdf"), "O PUT_OK sai em [5e] Servidor.py:7-13.")
+
+    resultado = rodar("--verificar", "--pdf", cortado, script=script)
+    assert resultado.returncode == 1
+    assert ("a citação [5e] Servidor.py:7-8 para antes do fim: o marcador da linha 7 anota as "
+            "linhas 7-13, e as linhas 9-13 ficam de fora") in resultado.stderr
+
+    resultado = rodar("--verificar", "--pdf", inteiro, script=script)
+    assert "para antes do fim" not in resultado.stderr
+    assert "a citação [5e]" not in resultado.stderr
+
+
+def test_gerar_e_verificar_recusam_marcador_fora_da_regra(tmp_path):
+    """Um marcador no fim de uma linha de código: gerar sai com código 2 e --verificar com 1,
+    os dois dizendo o arquivo, a linha e o marcador."""
+    script = copia(str(tmp_path))
+    servidor = os.path.join(str(tmp_path), "Servidor.py")
+    with open(servidor, encoding="utf-8") as f:
+        i = linha_do_marcador(f.read().split("\n"), "[5f]") + 1   # a linha depois do marcador
+    editar(servidor, lambda linhas: linhas[:i] + [linhas[i] + "  # [5f] no fim da linha"]
+           + linhas[i + 1:])
+    esperado = "Servidor.py:%d: o marcador [5f] está no fim de uma linha de código" % (i + 1)
+    resultado = rodar("--saida", str(tmp_path / "saida.pdf"), script=script)
+    assert resultado.returncode == 2
+    assert esperado in resultado.stderr
+    assert not os.path.exists(str(tmp_path / "saida.pdf"))
+    resultado = rodar("--verificar", script=script)
+    assert resultado.returncode == 1
+    assert esperado in resultado.stderr
 
 
 def test_referencia_a_nome_do_codigo(codigo):
     """[Classe.metodo] e [Classe.CONSTANTE] viram arquivo e linhas, sem marcador na frente."""
     assert gerar.texto_citacao("Servidor.servir", codigo.simbolo("Servidor.servir")) == \
-        "Servidor.py:14-15"
+        "Servidor.py:18-30"
     assert gerar.formatar(codigo.simbolo("Servidor.LIMITE")) == "Servidor.py:2"
 
 
@@ -333,3 +469,80 @@ def test_demo_no_windows_usa_start_e_cmd():
                                    r"C:\Program Files\Python38\python.exe")
     assert comando == ('start "Servidor 1 - lider 10097" cmd /k ""C:\\Program Files\\Python38\\'
                        'python.exe" Servidor.py 127.0.0.1 10097 127.0.0.1 10097"')
+
+
+# ------------------------------------------------------- o vídeo e as dependências
+
+def test_secao_do_video_diz_se_e_gravacao_da_tela_ou_desenhado(tmp_path):
+    """[9 II] O modelo fala de uma gravação da tela; com --video-desenhado, a seção II diz que o
+    vídeo foi desenhado pelo video.py de uma execução real, não capturado da tela."""
+    def secao_ii(texto):
+        return texto[texto.index("II. Vídeo"):texto.index("III. O que o vídeo mostra")]
+    modelo = secao_ii(gerar.texto_do_pdf(PDF))
+    assert "gravação da tela" in modelo and "não é uma captura de tela" not in modelo
+    pdf = str(tmp_path / "desenhado.pdf")
+    resultado = rodar(*DADOS + ["--video-desenhado", "--saida", pdf])
+    assert resultado.returncode == 0, resultado.stderr
+    desenhado = secao_ii(gerar.texto_do_pdf(pdf))
+    assert "não é uma captura de tela" in desenhado and "gravação da tela" not in desenhado
+
+
+# Módulo importado -> pacote do PyPI que o traz.
+PACOTES = {"PIL": "pillow", "imageio_ffmpeg": "imageio-ffmpeg", "typst": "typst",
+           "pypdf": "pypdf", "pytest": "pytest", "matplotlib": "matplotlib"}
+FORA = {".git", ".venv", "_build", "__pycache__", ".pytest_cache", "_saida"}
+
+
+def arquivos_do_projeto(final):
+    for pasta, subpastas, arquivos in os.walk(RAIZ):
+        subpastas[:] = [s for s in subpastas if s not in FORA]
+        for arquivo in arquivos:
+            if arquivo.endswith(final):
+                yield os.path.join(pasta, arquivo)
+
+
+def pacotes_instalados_pelo_readme():
+    """Os pacotes dos requisitos.txt que o README manda instalar (com os -r de dentro deles)."""
+    with open(os.path.join(RAIZ, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    pendentes = [os.path.join(RAIZ, caminho) for caminho in
+                 re.findall(r"pip install -r (\S+requisitos\.txt)", readme)]
+    pacotes = set()
+    while pendentes:
+        caminho = os.path.normpath(pendentes.pop())
+        with open(caminho, encoding="utf-8") as f:
+            for linha in f.read().splitlines():
+                linha = linha.split("#")[0].strip()
+                if linha.startswith("-r "):
+                    pendentes.append(os.path.join(os.path.dirname(caminho), linha[3:].strip()))
+                elif linha:
+                    pacotes.add(re.split(r"[<>=!~;\[ ]", linha)[0].lower())
+    return pacotes
+
+
+def test_todo_script_roda_com_o_que_o_readme_instala():
+    """Todo pacote de fora da biblioteca padrão que um script do repositório importa está num
+    requisitos.txt que o README manda instalar (o matplotlib do diagrama também)."""
+    locais = {os.path.basename(c)[:-3] for c in arquivos_do_projeto(".py")}
+    padrao = getattr(sys, "stdlib_module_names", None)   # Python 3.10+
+    instalados = pacotes_instalados_pelo_readme()
+    faltando = []
+    for caminho in arquivos_do_projeto(".py"):
+        with open(caminho, encoding="utf-8") as f:
+            arvore = gerar.ast.parse(f.read())
+        for no in gerar.ast.walk(arvore):
+            if isinstance(no, gerar.ast.Import):
+                modulos = [nome.name for nome in no.names]
+            elif isinstance(no, gerar.ast.ImportFrom) and no.level == 0:
+                modulos = [no.module]
+            else:
+                continue
+            for modulo in (m.split(".")[0] for m in modulos):
+                if modulo in locais or (padrao is not None and modulo in padrao):
+                    continue
+                if modulo not in PACOTES:
+                    assert padrao is None, "%s importa %s: ponha em PACOTES e num requisitos.txt" \
+                        % (os.path.relpath(caminho, RAIZ), modulo)
+                elif PACOTES[modulo] not in instalados:
+                    faltando.append("%s: %s" % (os.path.relpath(caminho, RAIZ), modulo))
+    assert faltando == []

@@ -1,13 +1,19 @@
 """Diagrama de sequência de um PUT feito num seguidor (matplotlib): gera put_seguidor.png.
 
-    python relatorio/figuras/diagrama.py        # precisa de: python -m pip install matplotlib
+    python -m pip install -r relatorio/figuras/requisitos.txt    # uma vez: o matplotlib
+    python relatorio/figuras/diagrama.py
 
 Mensagens e campos da SPEC (seções 4 e 5), no tamanho final da página (17 cm de largura).
 """
 
 import os
+import sys
 
-import matplotlib
+try:
+    import matplotlib
+except ImportError:
+    sys.exit("O diagrama precisa do matplotlib (os testes não): "
+             "python -m pip install -r relatorio/figuras/requisitos.txt")
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
