@@ -227,6 +227,8 @@ class Servidor:
                 contato = False
                 espera = Servidor.INTERVALO_REJOIN
                 try:
+                    # [5a] O seguidor entra no líder: JOIN com a tabela e o contador dele, o
+                    # snapshot (já fundido) instalado e confirmado; só então está unido.
                     sock = socket.create_connection(servidor.lider, Servidor.PRAZO_CONEXAO)
                     contato = True
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -235,9 +237,9 @@ class Servidor:
                     servidor.pedir_join().enviar(sock)
                     # Sem limite de linha: só o líder fala aqui, e o snapshot passa de 16 MiB.
                     timestamp = servidor.instalar_snapshot(Mensagem.receber(arquivo, limite=None))
-                    # [5a] O snapshot instalado é confirmado: só então o seguidor está unido.
                     Mensagem(Mensagem.REPLICATION_OK, timestamp=timestamp).enviar(sock)
                     avisado = None
+
                     # Daqui em diante o líder fala quando há PUT: espera sem prazo.
                     sock.settimeout(None)
                     servidor.replicar(sock, arquivo)

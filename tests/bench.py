@@ -291,11 +291,13 @@ def pedir(porta, objeto, prazo=2.0):
     return json.loads(linha) if linha else None
 
 
-def unido(porta):
-    """Um seguidor está unido quando responde GET com GET_OK (não TRY_OTHER_SERVER_OR_LATER)."""
+def unido(porta_lider, porta):
+    """O seguidor já tem o último PUT do líder: está unido (sonda que vale para o código de hoje
+    e para o antigo de --codigo; um GET com ts 0 hoje responde GET_OK em qualquer estado)."""
     try:
-        resposta = pedir(porta, {"tipo": "GET", "key": "__sonda__", "timestamp": 0})
-    except OSError:
+        ts = pedir(porta_lider, {"tipo": "PUT", "key": "__sonda__", "value": "x"})["timestamp"]
+        resposta = pedir(porta, {"tipo": "GET", "key": "__sonda__", "timestamp": ts})
+    except (OSError, TypeError, KeyError):
         return False
     return resposta is not None and resposta.get("tipo") == "GET_OK"
 
@@ -368,7 +370,8 @@ class Bench:
         self.seguidores = [self.servidor(p, self.portas[0], "seguidor%d" % i)
                            for i, p in enumerate(self.portas[1:], start=1)]
         for porta in self.portas[1:]:
-            esperar(lambda: unido(porta), "seguidor %d unir-se ao líder" % porta)
+            esperar(lambda: unido(self.portas[0], porta),
+                    "seguidor %d unir-se ao líder" % porta)
         self.pids_kv = [self.lider.pid] + [s.pid for s in self.seguidores]
         # As keys que os GETs leem já existem em todos (PUT no líder espera as réplicas).
         self.pre_carregar(self.portas[0], KEYS_BASE, "valor-%04d-pré-carregado")
@@ -531,7 +534,7 @@ class Bench:
             procs += [self.servidor(p, portas[0], "seguidor-%s%d" % (nome, i))
                       for i, p in enumerate(portas[1:], start=1)]
             for porta in portas[1:]:
-                esperar(lambda: unido(porta), "seguidor %d unir-se ao líder" % porta)
+                esperar(lambda: unido(portas[0], porta), "seguidor %d unir-se ao líder" % porta)
             lideres[nome] = (portas[0], [proc.pid for proc in procs])
         for _ in range(self.p["rodadas"]):
             memoria = self.medir_vazao(self.portas[0], "PUT", "PUT_OK", 8, self.pids_kv)[0]
