@@ -325,7 +325,8 @@ def test_seguidor_dormindo_quando_o_lider_reinicia_traz_tudo_de_volta(cluster, c
         # Um PUT que o seguidor recebe e aplica dormindo: o líder morre antes do PUT_OK.
         threading.Thread(target=trocar, args=(portas[0], {"tipo": "PUT", "key": "b",
                                                           "value": "talvez"}), daemon=True).start()
-        esperar(lambda: "Cliente" in lider.linhas_agora()[-1], motivo="o líder receber o PUT")
+        esperar(lambda: any(" PUT key:b " in l for l in lider.linhas_agora()),
+                motivo="o líder receber o PUT")
     else:
         seguidor.popen.send_signal(signal.SIGSTOP)
     try:
