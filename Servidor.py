@@ -59,6 +59,7 @@ class Servidor:
     MAXIMO_IDS = 100000      # ids de PUT lembrados para reconhecer um PUT repetido
     PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
     INTERVALO_CONSOLE = 0.01  # a thread Console escreve o que chegou a cada 10 ms
+    CONSOLE_OCIOSO = 0.2      # ou a cada 200 ms, se nada chegou no último segundo
     USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
            " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]"
            " [--prazo-replicacao SEGUNDOS] [--detalhes]")
@@ -280,8 +281,14 @@ class Servidor:
             self.fila = collections.deque()
 
         def run(self):
+            ociosa = 0.0   # há quanto tempo a fila está vazia
             while True:
-                time.sleep(Servidor.INTERVALO_CONSOLE)
+                # Sem linhas há mais de 1 s, passa a olhar a fila a cada CONSOLE_OCIOSO: um
+                # servidor parado quase não gasta CPU, e a primeira linha sai em até 0,2 s.
+                espera = (Servidor.CONSOLE_OCIOSO if ociosa > 1.0
+                          else Servidor.INTERVALO_CONSOLE)
+                time.sleep(espera)
+                ociosa = 0.0 if self.fila else ociosa + espera
                 while self.fila:
                     arquivo, linha = self.fila.popleft()
                     if arquivo is None:
