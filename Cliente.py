@@ -38,14 +38,20 @@ class Cliente:
 
     # ------------------------------------------------------------ a biblioteca
 
-    # [4a] INIT: guarda os três servidores (IP e porta); as conexões abrem no primeiro uso.
-    # O cliente não sabe quem é o líder (enunciado, seção 4a).
+    # [4a] INIT: o cliente começa do zero com os três servidores (IP e porta); as conexões
+    # abrem no primeiro uso. O cliente não sabe quem é o líder (enunciado, seção 4a).
     def inicializar(self, servidores):
-        """Define os servidores [(ip, porta), ...]; fecha conexões antigas."""
-        self.fechar()
-        self.servidores = [(str(ip), int(porta)) for ip, porta in servidores]
-        if not self.servidores:
+        """Começa do zero com os servidores [(ip, porta), ...]: todo timestamp em 0, conexões
+        antigas fechadas, falhas esquecidas."""
+        novos = [(str(ip), int(porta)) for ip, porta in servidores]
+        if not novos:
             raise ValueError("informe ao menos um servidor")
+        self.fechar()
+        self.servidores = novos
+        # Timestamps inicializados em zero (enunciado, seção 4): se os servidores reiniciaram
+        # vazios, os antigos, maiores que os deles, dariam TRY_OTHER_SERVER_OR_LATER para sempre.
+        self.timestamps = {}
+        self.falhas = {}
 
     # [4b] PUT: envia key e value a um servidor ao acaso; PUT_OK traz o timestamp da key.
     def put(self, key, value, servidor=None):
