@@ -55,10 +55,18 @@ class Cliente:
 
     # [4b] PUT: envia key e value a um servidor ao acaso; PUT_OK traz o timestamp da key.
     def put(self, key, value, servidor=None):
-        """PUT; devolve (resposta, servidor). A resposta é PUT_OK ou ERRO.
+        """PUT; devolve (resposta, servidor) ou levanta ConnectionError.
 
-        O id do pedido deixa o líder reconhecer uma repetição: se o servidor cai depois de
-        receber o PUT, o mesmo pedido vai a outro servidor sem risco de gravar duas vezes.
+        - PUT_OK, de qualquer tentativa: feito; o timestamp da key sobe para o dele.
+        - ERRO: a palavra do servidor, só quando nenhuma tentativa anterior foi enviada (o texto
+          diz o que houve, p. ex. "o líder ... está fora do ar; o PUT não foi feito").
+        - ConnectionError("...; o PUT pode ou não ter sido feito."): alguma tentativa foi
+          enviada e nenhuma confirmou, mesmo que outro servidor tenha respondido ERRO depois.
+        - ConnectionError("...; o PUT não foi feito."): nenhum servidor recebeu o pedido.
+        - ValueError: key ou value inválidos; nada foi enviado.
+
+        O id do pedido deixa o líder reconhecer uma repetição: tentativa que cai ou passa do
+        prazo é repetida no próximo servidor sem risco de gravar duas vezes.
         """
         Cliente.validar_key(key)
         if value is not None and not isinstance(value, str):
@@ -105,11 +113,13 @@ class Cliente:
 
         Servidor fora do ar, que não responde no prazo, que cai no meio ou que responde fora
         do protocolo é pulado para o próximo (o PUT vai com o mesmo id); ConnectionError,
-        com a frase para a pessoa, só quando nenhum responde.
+        com a frase para a pessoa, só quando nenhum responde. Num PUT, depois de uma tentativa
+        enviada sem resposta, um ERRO não é a palavra final (veja put()).
         """
         if not self.servidores and servidor is None:
             raise ValueError("faça INIT antes")
         linha = pedido.para_linha()  # texto que não dá para enviar é erro daqui, não da rede
+        # Um PUT enviado que ficou sem resposta pode ter chegado ao líder e sido gravado.
         talvez_feito = False
         for candidato in ([tuple(servidor)] if servidor is not None else self.ordem()):
             enviado = False
@@ -125,11 +135,16 @@ class Cliente:
                         resposta.tipo != Mensagem.ERRO and resposta.key != pedido.key):
                     raise ValueError("resposta %s fora do protocolo" % resposta.tipo)
             except (OSError, ValueError):
-                talvez_feito = talvez_feito or enviado
+                talvez_feito = talvez_feito or (enviado and pedido.tipo == Mensagem.PUT)
                 self.descartar(candidato)
                 self.falhas[candidato] = time.monotonic()
                 continue
             self.falhas.pop(candidato, None)
+            if resposta.tipo == Mensagem.ERRO and talvez_feito:
+                # Um seguidor que diz "o líder está fora do ar; o PUT não foi feito" fala só da
+                # tentativa dele: a anterior pode ter sido gravada. Segue: outro servidor ainda
+                # pode trazer o PUT_OK (o líder responde a repetição com o ts do original).
+                continue
             return resposta, candidato
         if pedido.tipo == Mensagem.GET:
             raise ConnectionError("Nenhum servidor respondeu ao GET.")
@@ -213,13 +228,14 @@ class Cliente:
         try:
             resposta, servidor = self.put(key, value)
         except ValueError as erro:
-            Cliente.avisar("Value inválido: %s; o PUT não foi feito." % erro)
+            Cliente.avisar("Key ou value inválido: %s; o PUT não foi feito." % erro)
             return
         except ConnectionError as erro:
+            # A palavra final da biblioteca: "não foi feito" ou "pode ou não ter sido feito".
             Cliente.avisar(str(erro))
             return
         if resposta.tipo == Mensagem.ERRO:
-            Cliente.avisar("Erro do servidor %s:%d: %s" % (servidor + (resposta.value,)))
+            Cliente.avisar_erro(servidor, resposta)
             return
         # [4b] A linha do PUT_OK (enunciado, seção 6).
         print("PUT_OK key: %s value %s timestamp %d realizada no servidor %s:%d"
@@ -243,7 +259,7 @@ class Cliente:
             Cliente.avisar(str(erro))
             return
         if resposta.tipo == Mensagem.ERRO:
-            Cliente.avisar("Erro do servidor %s:%d: %s" % (servidor + (resposta.value,)))
+            Cliente.avisar_erro(servidor, resposta)
             return
         if resposta.tipo == Mensagem.GET_OK:
             valor = Mensagem.mostrar(resposta.value)
@@ -276,6 +292,12 @@ class Cliente:
     def avisar(linha):
         """Linha de erro para a pessoa, em stderr: stdout fica só com as linhas da seção 6."""
         print(linha, file=sys.stderr, flush=True)
+
+    @staticmethod
+    def avisar_erro(servidor, resposta):
+        # O texto vem da rede: escapado, para ser uma linha só.
+        Cliente.avisar("Erro do servidor %s:%d: %s"
+                       % (servidor + (Mensagem.mostrar(resposta.value),)))
 
 
 def main():

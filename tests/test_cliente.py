@@ -253,3 +253,130 @@ def test_init_depois_dos_servidores_reiniciarem_vazios_pelo_menu(cluster):
         "e do servidor 1",
         "GET key: k value: novo obtido do servidor S, meu timestamp 0 e do servidor 1"], linhas
     assert menu.erros() == []
+
+
+# ------------------------------------- 2. a palavra final de um PUT (enunciado, seção 4b)
+
+
+def test_lider_grava_e_cai_antes_de_responder_biblioteca(cluster, cliente, falsos):
+    """[4b] O líder grava, replica e cai antes de responder; a repetição (mesmo id) cai num
+    seguidor que diz "o líder está fora do ar": o put() diz que pode ou não ter sido feito (e
+    foi). Antes da queda, quem sorteia um seguidor primeiro recebe PUT_OK."""
+    lider, porta_lider, procs, seguidores = lider_e_dois_seguidores(cluster)
+    # O falso fica na frente do líder de verdade, e o mata depois que ele respondeu.
+    falso = falsos("repassa", porta_lider=porta_lider, depois_do_lider=lider.matar)
+    for rodada in range(RODADAS):
+        cliente.inicializar(enderecos([falso.porta] + seguidores))
+        key = "k%d" % rodada
+        try:
+            resposta, servidor = cliente.put(key, "v")
+        except ConnectionError as erro:
+            # O falso foi sorteado primeiro: o líder gravou, e os seguidores disseram ERRO.
+            assert [p["key"] for p in falso.pedidos] == [key]
+            assert str(erro) == PODE_OU_NAO
+            break
+        # Um seguidor primeiro, com o líder vivo: feito, e o falso nem foi procurado.
+        assert falso.pedidos == []
+        assert (resposta.tipo, resposta.timestamp) == (Mensagem.PUT_OK, rodada + 1)
+        assert servidor[1] in seguidores
+    else:
+        pytest.fail("o sorteio nunca começou pelo líder que cai")
+    # "Pode ou não" era verdade: o PUT foi feito.
+    exigir_gravado(procs, key, rodada + 1)
+    assert cliente.timestamps.get(key, 0) == 0
+
+
+def test_seguidor_sem_lider_biblioteca(cluster, cliente, falsos):
+    """[4b] Líder fora do ar. Seguidor sorteado primeiro: ERRO dele, "o PUT não foi feito"
+    (é verdade: nada foi enviado antes). Antes dele, uma tentativa que chegou a um servidor que
+    caiu sem responder: "pode ou não ter sido feito", nunca "não foi feito"."""
+    lider, porta_lider, _, seguidores = lider_e_dois_seguidores(cluster)
+    lider.matar()
+    falso = falsos("fecha")
+    vistos = set()
+    for rodada in range(RODADAS):
+        if vistos == {"seguidor", "falso"}:
+            break
+        cliente.inicializar(enderecos([falso.porta] + seguidores))
+        antes = len(falso.pedidos)
+        try:
+            resposta, servidor = cliente.put("k", "v%d" % rodada)
+        except ConnectionError as erro:
+            assert len(falso.pedidos) == antes + 1
+            assert str(erro) == PODE_OU_NAO
+            vistos.add("falso")
+            continue
+        assert len(falso.pedidos) == antes, "ERRO depois de tentar o falso virou palavra final"
+        assert resposta.tipo == Mensagem.ERRO and servidor[1] in seguidores
+        assert "127.0.0.1:%d" % porta_lider in resposta.value
+        assert resposta.value.endswith("não foi feito")
+        vistos.add("seguidor")
+    assert vistos == {"seguidor", "falso"}, vistos
+    for porta in seguidores:
+        assert get_direto(porta, "k")["timestamp"] == 0   # nada gravado
+    # Cada PUT digitado leva um id novo (o mesmo em todas as suas tentativas).
+    ids = [p["id"] for p in falso.pedidos]
+    assert len(set(ids)) == len(ids)
+
+
+def test_lider_grava_e_cai_antes_de_responder_pelo_menu(cluster, falsos):
+    """[4b] Pelo menu: PUT_OK quando um seguidor é sorteado com o líder vivo; quando o líder
+    grava e cai antes de responder, a linha em stderr diz que o PUT pode ou não ter sido feito;
+    com o líder fora do ar, um seguidor sorteado primeiro diz que não foi feito."""
+    lider, porta_lider, procs, seguidores = lider_e_dois_seguidores(cluster)
+    falso = falsos("repassa", porta_lider=porta_lider, depois_do_lider=lider.matar)
+    menu = MenuAberto(cluster, "cliente-put")
+    vistos = set()
+    caiu = None
+    for rodada in range(RODADAS):
+        if vistos >= {"caiu", "nao_feito", "pode_ou_nao"}:
+            break
+        if caiu is not None:
+            falso.modo = "fecha"   # o líder já morreu: o falso só lê e fecha
+        antes = len(falso.pedidos)
+        menu.digitar(init_digitado([falso.porta] + seguidores) + "PUT\nk%d\nv\n" % rodada)
+        menu.esperar_respostas(rodada + 1)
+        linhas, erros = menu.linhas(), menu.erros()
+        assert len(linhas) + len(erros) == rodada + 1, (linhas, erros)
+        atingido = len(falso.pedidos) > antes
+        if caiu is None and not atingido:
+            assert re.fullmatch(r"PUT_OK key: k%d value v timestamp %d realizada no servidor "
+                                r"127\.0\.0\.1:(%d|%d)" % ((rodada, rodada + 1) + tuple(seguidores)),
+                                linhas[-1]), linhas
+            vistos.add("put_ok")
+            continue
+        assert len(linhas) == (caiu if caiu is not None else rodada), "PUT_OK inesperado"
+        if caiu is None:
+            caiu = rodada
+            assert erros[-1] == PODE_OU_NAO
+            vistos.add("caiu")
+        elif atingido:
+            assert erros[-1] == PODE_OU_NAO
+            vistos.add("pode_ou_nao")
+        else:
+            assert re.fullmatch(r"Erro do servidor 127\.0\.0\.1:(%d|%d): .*127\.0\.0\.1:%d.*"
+                                r"não foi feito" % (tuple(seguidores) + (porta_lider,)),
+                                erros[-1]), erros
+            vistos.add("nao_feito")
+    assert menu.fim() == 0
+    assert vistos >= {"caiu", "nao_feito", "pode_ou_nao"}, vistos
+    # "Seguidor primeiro com o líder vivo" só existe se o líder não caiu logo na 1ª rodada.
+    assert ("put_ok" in vistos) == (caiu > 0)
+    # A rodada em que o líder caiu foi feita: "pode ou não" era verdade.
+    exigir_gravado(procs, "k%d" % caiu, caiu + 1)
+    assert "Traceback" not in "\n".join(menu.erros())
+
+
+# --------------------------------------------------- 4. stdout e stderr do menu
+
+
+def test_erro_do_servidor_e_uma_linha_em_stderr(cluster, falsos):
+    """[4b][4c] ERRO de um servidor: uma linha em stderr, com quebras de linha escapadas;
+    stdout fica só com as linhas do enunciado (nenhuma aqui)."""
+    falso = falsos("erro", erro="linha 1\nPUT_OK key: k value v timestamp 9")
+    proc = cluster.cliente(init_digitado([falso.porta] * 3) + "PUT\nk\nv\nGET\nk\n")
+    assert proc.popen.wait(PRAZO) == 0
+    esperado = "Erro do servidor 127.0.0.1:%d: linha 1\\nPUT_OK key: k value v timestamp 9" \
+        % falso.porta
+    assert proc.erro().splitlines() == [esperado] * 2
+    assert [PERGUNTAS.sub("", l) for l in proc.saida().splitlines() if PERGUNTAS.sub("", l)] == []
