@@ -18,15 +18,19 @@ class Cliente:
     PRAZO_CONEXAO = 3.0       # para conectar a um servidor
     # Um GET é respondido na hora; servidor que não responde nisso (pausado) é pulado.
     PRAZO_GET = 5.0
-    # Um PUT espera os seguidores (o líder retira quem não confirma em 40 s), e pelo
-    # seguidor ainda passa pelo líder: até 90 s. Depois disso, o servidor é dado como caído.
-    PRAZO_PUT = 100.0
+    # Prazo de cada tentativa de PUT (envio e espera da resposta). O líder espera os seguidores
+    # sem teto fixo (enunciado, seção 5e): até um minuto por um que parou de confirmar (aí o
+    # retira), 30 s por PUT na fila de um seguidor com --atraso-replicacao 30. Vencido o prazo,
+    # o mesmo pedido (mesmo id) vai ao próximo servidor, e o líder responde a repetição com o
+    # timestamp do original quando ele termina: com três servidores o PUT tem 6 min, e um
+    # servidor pausado custa no máximo 2 min.
+    PRAZO_PUT = 120.0
     FATIA_ESPERA = 0.5        # espera a resposta em fatias: Ctrl+C funciona no Windows
     PAUSA_APOS_FALHA = 5.0    # servidor que falhou vai para o fim da fila por um tempo
     MENU = "INIT, PUT ou GET? "
     AVISO_MENU = "Opção inválida: digite INIT, PUT ou GET."
 
-    def __init__(self, prazo_get=PRAZO_GET, prazo_put=PRAZO_PUT):
+    def __init__(self, prazo_get=None, prazo_put=None):
         self.servidores = []
         # Um timestamp por key, começando em 0; só sobe (PUT_OK e GET_OK).
         self.timestamps = {}
@@ -34,7 +38,9 @@ class Cliente:
         self.conexoes = {}
         # Servidor -> instante da última falha.
         self.falhas = {}
-        self.prazos = {Mensagem.GET: prazo_get, Mensagem.PUT: prazo_put}
+        # Prazo de cada tentativa, por tipo de pedido (None: o da classe).
+        self.prazos = {Mensagem.GET: Cliente.PRAZO_GET if prazo_get is None else prazo_get,
+                       Mensagem.PUT: Cliente.PRAZO_PUT if prazo_put is None else prazo_put}
 
     # ------------------------------------------------------------ a biblioteca
 
@@ -119,15 +125,17 @@ class Cliente:
         if not self.servidores and servidor is None:
             raise ValueError("faça INIT antes")
         linha = pedido.para_linha()  # texto que não dá para enviar é erro daqui, não da rede
+        prazo = self.prazos[pedido.tipo]
         # Um PUT enviado que ficou sem resposta pode ter chegado ao líder e sido gravado.
         talvez_feito = False
         for candidato in ([tuple(servidor)] if servidor is not None else self.ordem()):
             enviado = False
             try:
                 sock, arquivo = self.conexao(candidato)
+                limite = time.monotonic() + prazo   # um prazo por tentativa: envio e resposta
                 sock.sendall(linha)
                 enviado = True
-                self.esperar_resposta(sock, self.prazos[pedido.tipo])
+                self.esperar_resposta(sock, limite)
                 resposta = Mensagem.receber(arquivo, limite=Mensagem.LIMITE_RESPOSTA)
                 if resposta is None:
                     raise ConnectionError("o servidor fechou a conexão")
@@ -179,11 +187,10 @@ class Cliente:
 
     # [sem-threads] O cliente não cria threads: um pedido por vez, e a espera em fatias
     # curtas de select() deixa Ctrl+C funcionar no Windows.
-    def esperar_resposta(self, sock, prazo):
+    def esperar_resposta(self, sock, limite):
         """Espera o começo da resposta em fatias curtas (a thread principal segue ouvindo
-        Ctrl+C); socket.timeout depois do prazo."""
-        limite = time.monotonic() + prazo
-        fatia = Cliente.FATIA_ESPERA
+        Ctrl+C); socket.timeout passado o limite (um instante de time.monotonic())."""
+        fatia = min(Cliente.FATIA_ESPERA, max(0.0, limite - time.monotonic()))
         while not select.select([sock], [], [], fatia)[0]:
             fatia = min(Cliente.FATIA_ESPERA, limite - time.monotonic())
             if fatia <= 0:

@@ -367,6 +367,77 @@ def test_lider_grava_e_cai_antes_de_responder_pelo_menu(cluster, falsos):
     assert "Traceback" not in "\n".join(menu.erros())
 
 
+# ----------------------------------------------- 3. o prazo de cada tentativa de PUT
+
+
+def test_put_que_passa_do_prazo_e_repetido_no_proximo_servidor_com_o_mesmo_id(cluster, cliente):
+    """[4b][5e] Um PUT espera um seguidor lento mais que o prazo da tentativa: vai ao próximo
+    servidor com o mesmo id, o líder responde a repetição com o ts do original; uma escrita só."""
+    (_, seg1, lento), portas = cluster.tres(atraso=3)
+    cliente.inicializar(enderecos(portas))
+    assert cliente.put("antes", "x")[0].timestamp == 1   # passa a espera inicial do líder
+    apressado = Cliente(prazo_put=2.0)
+    apressado.inicializar(enderecos(portas))
+    try:
+        inicio = time.monotonic()
+        resposta, servidor = apressado.put("k", "v")
+        demora = time.monotonic() - inicio
+        assert (resposta.tipo, resposta.timestamp) == (Mensagem.PUT_OK, 2)
+        # O PUT_OK só sai depois dos 3 s do seguidor lento: a primeira tentativa venceu.
+        assert demora > 2.0 and apressado.falhas and servidor not in apressado.falhas, \
+            (demora, apressado.falhas, servidor)
+        assert apressado.timestamps == {"k": 2}
+    finally:
+        apressado.fechar()
+    for seguidor in (seg1, lento):
+        assert [l for l in seguidor.linhas_agora() if l.startswith("REPLICATION key:k ")] == \
+            ["REPLICATION key:k value:v ts:2"]
+    assert get_direto(portas[0], "k") == {"tipo": "GET_OK", "key": "k", "value": "v",
+                                          "timestamp": 2}
+
+
+def test_put_sem_resposta_de_nenhum_servidor_pode_ou_nao_ter_sido_feito(falsos):
+    """[4b] Servidores que recebem o PUT e nunca respondem (pausados): cada um custa um prazo,
+    todos recebem o mesmo id, e a palavra final é "pode ou não ter sido feito"."""
+    calados = [falsos("cala") for _ in range(3)]
+    cliente = Cliente(prazo_put=0.5)
+    try:
+        cliente.inicializar(enderecos([f.porta for f in calados]))
+        inicio = time.monotonic()
+        with pytest.raises(ConnectionError) as erro:
+            cliente.put("k", "v")
+        demora = time.monotonic() - inicio
+        assert str(erro.value) == PODE_OU_NAO
+        assert 3 * 0.5 <= demora < 3 * 0.5 + PRAZO / 3, demora
+        pedidos = [f.pedidos for f in calados]
+        assert all(len(p) == 1 for p in pedidos), pedidos
+        assert len({p[0]["id"] for p in pedidos}) == 1
+        # Um que recusa a conexão e um que cala: ainda "pode ou não".
+        cliente.inicializar(enderecos([porta_livre(), calados[0].porta]))
+        with pytest.raises(ConnectionError, match="^%s$" % re.escape(PODE_OU_NAO)):
+            cliente.put("k", "v")
+        # Nenhum recebeu: "não foi feito".
+        cliente.inicializar(enderecos([porta_livre()]))
+        with pytest.raises(ConnectionError, match="não foi feito"):
+            cliente.put("k", "v")
+    finally:
+        cliente.fechar()
+
+
+def test_menu_put_sem_resposta_diz_pode_ou_nao_ter_sido_feito(cluster, falsos):
+    """[4b] Pelo menu, com um prazo curto: servidores que nunca respondem dão uma linha em
+    stderr, "pode ou não ter sido feito", nada em stdout, e o menu segue."""
+    calados = [falsos("cala") for _ in range(3)]
+    # O Cliente.py de sempre, com PRAZO_PUT de 0,5 s (o menu não tem opção para isso).
+    prazo_curto = ("import sys, Cliente; Cliente.Cliente.PRAZO_PUT = 0.5; "
+                   "sys.argv = sys.argv[1:]; sys.exit(Cliente.main())")
+    menu = MenuAberto(cluster, "cliente-prazo", prefixo=["-c", prazo_curto])
+    menu.digitar(init_digitado([f.porta for f in calados]) + "PUT\nk\nv\n")
+    menu.esperar_respostas(1)
+    assert menu.fim() == 0
+    assert menu.erros() == [PODE_OU_NAO] and menu.linhas() == []
+
+
 # --------------------------------------------------- 4. stdout e stderr do menu
 
 
