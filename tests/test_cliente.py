@@ -340,9 +340,9 @@ def test_lider_grava_e_cai_antes_de_responder_pelo_menu(cluster, falsos):
         assert len(linhas) + len(erros) == rodada + 1, (linhas, erros)
         atingido = len(falso.pedidos) > antes
         if caiu is None and not atingido:
-            assert re.fullmatch(r"PUT_OK key: k%d value v timestamp %d realizada no servidor "
-                                r"127\.0\.0\.1:(%d|%d)" % ((rodada, rodada + 1) + tuple(seguidores)),
-                                linhas[-1]), linhas
+            esperada = (r"PUT_OK key: k%d value v timestamp %d realizada no servidor "
+                        r"127\.0\.0\.1:(%d|%d)" % ((rodada, rodada + 1) + tuple(seguidores)))
+            assert re.fullmatch(esperada, linhas[-1]), linhas
             vistos.add("put_ok")
             continue
         assert len(linhas) == (caiu if caiu is not None else rodada), "PUT_OK inesperado"
