@@ -18,15 +18,19 @@ class Cliente:
     PRAZO_CONEXAO = 3.0       # para conectar a um servidor
     # Um GET é respondido na hora; servidor que não responde nisso (pausado) é pulado.
     PRAZO_GET = 5.0
-    # Um PUT espera os seguidores (o líder retira quem não confirma em 40 s), e pelo
-    # seguidor ainda passa pelo líder: até 90 s. Depois disso, o servidor é dado como caído.
-    PRAZO_PUT = 100.0
+    # Prazo de cada tentativa de PUT (envio e espera da resposta). O líder espera os seguidores
+    # sem teto fixo (enunciado, seção 5e): até um minuto por um que parou de confirmar (aí o
+    # retira), 30 s por PUT na fila de um seguidor com --atraso-replicacao 30. Vencido o prazo,
+    # o mesmo pedido (mesmo id) vai ao próximo servidor, e o líder responde a repetição com o
+    # timestamp do original quando ele termina: com três servidores o PUT tem 6 min, e um
+    # servidor pausado custa no máximo 2 min.
+    PRAZO_PUT = 120.0
     FATIA_ESPERA = 0.5        # espera a resposta em fatias: Ctrl+C funciona no Windows
     PAUSA_APOS_FALHA = 5.0    # servidor que falhou vai para o fim da fila por um tempo
     MENU = "INIT, PUT ou GET? "
     AVISO_MENU = "Opção inválida: digite INIT, PUT ou GET."
 
-    def __init__(self, prazo_get=PRAZO_GET, prazo_put=PRAZO_PUT):
+    def __init__(self, prazo_get=None, prazo_put=None):
         self.servidores = []
         # Um timestamp por key, começando em 0; só sobe (PUT_OK e GET_OK).
         self.timestamps = {}
@@ -34,25 +38,41 @@ class Cliente:
         self.conexoes = {}
         # Servidor -> instante da última falha.
         self.falhas = {}
-        self.prazos = {Mensagem.GET: prazo_get, Mensagem.PUT: prazo_put}
+        # Prazo de cada tentativa, por tipo de pedido (None: o da classe).
+        self.prazos = {Mensagem.GET: Cliente.PRAZO_GET if prazo_get is None else prazo_get,
+                       Mensagem.PUT: Cliente.PRAZO_PUT if prazo_put is None else prazo_put}
 
     # ------------------------------------------------------------ a biblioteca
 
-    # [4a] INIT: guarda os três servidores (IP e porta); as conexões abrem no primeiro uso.
-    # O cliente não sabe quem é o líder (enunciado, seção 4a).
+    # [4a] INIT: o cliente começa do zero com os três servidores (IP e porta); as conexões
+    # abrem no primeiro uso. O cliente não sabe quem é o líder (enunciado, seção 4a).
     def inicializar(self, servidores):
-        """Define os servidores [(ip, porta), ...]; fecha conexões antigas."""
-        self.fechar()
-        self.servidores = [(str(ip), int(porta)) for ip, porta in servidores]
-        if not self.servidores:
+        """Começa do zero com os servidores [(ip, porta), ...]: todo timestamp em 0, conexões
+        antigas fechadas, falhas esquecidas."""
+        novos = [(str(ip), int(porta)) for ip, porta in servidores]
+        if not novos:
             raise ValueError("informe ao menos um servidor")
+        self.fechar()
+        self.servidores = novos
+        # Timestamps inicializados em zero (enunciado, seção 4): se os servidores reiniciaram
+        # vazios, os antigos, maiores que os deles, dariam TRY_OTHER_SERVER_OR_LATER para sempre.
+        self.timestamps = {}
+        self.falhas = {}
 
     # [4b] PUT: envia key e value a um servidor ao acaso; PUT_OK traz o timestamp da key.
     def put(self, key, value, servidor=None):
-        """PUT; devolve (resposta, servidor). A resposta é PUT_OK ou ERRO.
+        """PUT; devolve (resposta, servidor) ou levanta ConnectionError.
 
-        O id do pedido deixa o líder reconhecer uma repetição: se o servidor cai depois de
-        receber o PUT, o mesmo pedido vai a outro servidor sem risco de gravar duas vezes.
+        - PUT_OK, de qualquer tentativa: feito; o timestamp da key sobe para o dele.
+        - ERRO: a palavra do servidor, só quando nenhuma tentativa anterior foi enviada (o texto
+          diz o que houve, p. ex. "o líder ... está fora do ar; o PUT não foi feito").
+        - ConnectionError("...; o PUT pode ou não ter sido feito."): alguma tentativa foi
+          enviada e nenhuma confirmou, mesmo que outro servidor tenha respondido ERRO depois.
+        - ConnectionError("...; o PUT não foi feito."): nenhum servidor recebeu o pedido.
+        - ValueError: key ou value inválidos; nada foi enviado.
+
+        O id do pedido deixa o líder reconhecer uma repetição: tentativa que cai ou passa do
+        prazo é repetida no próximo servidor sem risco de gravar duas vezes.
         """
         Cliente.validar_key(key)
         if value is not None and not isinstance(value, str):
@@ -99,19 +119,23 @@ class Cliente:
 
         Servidor fora do ar, que não responde no prazo, que cai no meio ou que responde fora
         do protocolo é pulado para o próximo (o PUT vai com o mesmo id); ConnectionError,
-        com a frase para a pessoa, só quando nenhum responde.
+        com a frase para a pessoa, só quando nenhum responde. Num PUT, depois de uma tentativa
+        enviada sem resposta, um ERRO não é a palavra final (veja put()).
         """
         if not self.servidores and servidor is None:
             raise ValueError("faça INIT antes")
         linha = pedido.para_linha()  # texto que não dá para enviar é erro daqui, não da rede
+        prazo = self.prazos[pedido.tipo]
+        # Um PUT enviado que ficou sem resposta pode ter chegado ao líder e sido gravado.
         talvez_feito = False
         for candidato in ([tuple(servidor)] if servidor is not None else self.ordem()):
             enviado = False
             try:
                 sock, arquivo = self.conexao(candidato)
+                limite = time.monotonic() + prazo   # um prazo por tentativa: envio e resposta
                 sock.sendall(linha)
                 enviado = True
-                self.esperar_resposta(sock, self.prazos[pedido.tipo])
+                self.esperar_resposta(sock, limite)
                 resposta = Mensagem.receber(arquivo, limite=Mensagem.LIMITE_RESPOSTA)
                 if resposta is None:
                     raise ConnectionError("o servidor fechou a conexão")
@@ -119,11 +143,16 @@ class Cliente:
                         resposta.tipo != Mensagem.ERRO and resposta.key != pedido.key):
                     raise ValueError("resposta %s fora do protocolo" % resposta.tipo)
             except (OSError, ValueError):
-                talvez_feito = talvez_feito or enviado
+                talvez_feito = talvez_feito or (enviado and pedido.tipo == Mensagem.PUT)
                 self.descartar(candidato)
                 self.falhas[candidato] = time.monotonic()
                 continue
             self.falhas.pop(candidato, None)
+            if resposta.tipo == Mensagem.ERRO and talvez_feito:
+                # Um seguidor que diz "o líder está fora do ar; o PUT não foi feito" fala só da
+                # tentativa dele: a anterior pode ter sido gravada. Segue: outro servidor ainda
+                # pode trazer o PUT_OK (o líder responde a repetição com o ts do original).
+                continue
             return resposta, candidato
         if pedido.tipo == Mensagem.GET:
             raise ConnectionError("Nenhum servidor respondeu ao GET.")
@@ -158,11 +187,10 @@ class Cliente:
 
     # [sem-threads] O cliente não cria threads: um pedido por vez, e a espera em fatias
     # curtas de select() deixa Ctrl+C funcionar no Windows.
-    def esperar_resposta(self, sock, prazo):
+    def esperar_resposta(self, sock, limite):
         """Espera o começo da resposta em fatias curtas (a thread principal segue ouvindo
-        Ctrl+C); socket.timeout depois do prazo."""
-        limite = time.monotonic() + prazo
-        fatia = Cliente.FATIA_ESPERA
+        Ctrl+C); socket.timeout passado o limite (um instante de time.monotonic())."""
+        fatia = min(Cliente.FATIA_ESPERA, max(0.0, limite - time.monotonic()))
         while not select.select([sock], [], [], fatia)[0]:
             fatia = min(Cliente.FATIA_ESPERA, limite - time.monotonic())
             if fatia <= 0:
@@ -207,13 +235,14 @@ class Cliente:
         try:
             resposta, servidor = self.put(key, value)
         except ValueError as erro:
-            Cliente.avisar("Value inválido: %s; o PUT não foi feito." % erro)
+            Cliente.avisar("Key ou value inválido: %s; o PUT não foi feito." % erro)
             return
         except ConnectionError as erro:
+            # A palavra final da biblioteca: "não foi feito" ou "pode ou não ter sido feito".
             Cliente.avisar(str(erro))
             return
         if resposta.tipo == Mensagem.ERRO:
-            Cliente.avisar("Erro do servidor %s:%d: %s" % (servidor + (resposta.value,)))
+            Cliente.avisar_erro(servidor, resposta)
             return
         # [4b] A linha do PUT_OK (enunciado, seção 6).
         print("PUT_OK key: %s value %s timestamp %d realizada no servidor %s:%d"
@@ -237,7 +266,7 @@ class Cliente:
             Cliente.avisar(str(erro))
             return
         if resposta.tipo == Mensagem.ERRO:
-            Cliente.avisar("Erro do servidor %s:%d: %s" % (servidor + (resposta.value,)))
+            Cliente.avisar_erro(servidor, resposta)
             return
         if resposta.tipo == Mensagem.GET_OK:
             valor = Mensagem.mostrar(resposta.value)
@@ -270,6 +299,12 @@ class Cliente:
     def avisar(linha):
         """Linha de erro para a pessoa, em stderr: stdout fica só com as linhas da seção 6."""
         print(linha, file=sys.stderr, flush=True)
+
+    @staticmethod
+    def avisar_erro(servidor, resposta):
+        # O texto vem da rede: escapado, para ser uma linha só.
+        Cliente.avisar("Erro do servidor %s:%d: %s"
+                       % (servidor + (Mensagem.mostrar(resposta.value),)))
 
 
 def main():
