@@ -163,8 +163,8 @@ def reiniciar_vazios(cluster, procs, portas):
         proc.terminar()
     novos = [cluster.servidor(portas[0], portas[0])]
     novos += [cluster.servidor(porta, portas[0]) for porta in portas[1:]]
-    for porta in portas:
-        esperar_unido(porta)
+    for porta in portas[1:]:
+        esperar_unido(novos[0], porta)
     return novos
 
 
