@@ -291,21 +291,32 @@ def exigir_cluster_inteiro(portas, lider, esperado, contador_antes):
     cliente.fechar()
 
 
-# Lento (~5 s): 150 000 keys vão e voltam no JOIN.
-def test_tabela_grande_volta_ao_lider_que_aceitou_put_antes_dos_joins(cluster, tmp_path):
-    """[5a][5c] Seguidores com 150 000 keys; o líder reinicia vazio e aceita um PUT antes de
-    ler qualquer JOIN: ao chegarem, ele funde, e nada confirmado se perde."""
-    tabela = {"k%06d" % i: ("valor %d" % i, i + 1) for i in range(150000)}
+# Tabelas grandes para o JOIN: muitas keys, e mais bytes que os 16 MiB de um pedido de cliente.
+TABELAS = {
+    "150_000_keys": lambda: {"k%06d" % i: ("valor %d" % i, i + 1) for i in range(150000)},
+    "36_MiB": lambda: {"grande%d" % i: (chr(ord("a") + i) * (3 * 1024 * 1024), i + 1)
+                       for i in range(12)},
+}
+
+
+# Lento (~5 s): a tabela inteira vai e volta no JOIN.
+@pytest.mark.parametrize("nome", sorted(TABELAS))
+def test_tabela_grande_volta_ao_lider_que_aceitou_put_antes_dos_joins(cluster, tmp_path, nome):
+    """[5a][5c] Seguidores com uma tabela grande (150 000 keys, ou 36 MiB); o líder reinicia
+    vazio e aceita um PUT antes de ler qualquer JOIN: ao chegarem, ele funde, e nada
+    confirmado se perde (o limite de 16 MiB é só para pedidos de clientes)."""
+    tabela = TABELAS[nome]()
+    contador = len(tabela)
     portas = [porta_livre() for _ in range(3)]
     lider = cluster.servidor(portas[0], portas[0], "--dados",
-                             pasta_com_tabela(tmp_path, tabela, 150000))
+                             pasta_com_tabela(tmp_path, tabela, contador))
     for porta in portas[1:]:
         cluster.servidor(porta, portas[0])
         esperar_unido(lider, porta)
     lider.matar()
     lider, ts = lider_novo_com_um_put_na_hora(cluster, portas[0])
     tabela["depois"] = ("do reinício", ts)
-    exigir_cluster_inteiro(portas, lider, tabela, 150000)
+    exigir_cluster_inteiro(portas, lider, tabela, contador)
 
 
 @pytest.mark.parametrize("como", ["atraso", pytest.param("pausa", marks=so_posix)])
@@ -360,23 +371,6 @@ def test_pasta_de_dados_velha_com_seguidores_adiantados_nao_perde_nada(cluster, 
     assert ts == 11   # o líder só sabe do que a cópia velha tem
     confirmados["depois"] = ("do reinício", ts)
     exigir_cluster_inteiro(portas, lider, confirmados, 20)
-
-
-# Lento (~4 s): 36 MiB vão e voltam no JOIN.
-def test_tabela_de_mais_de_16_mib_volta_pelo_join(cluster, tmp_path):
-    """[5a][5c] A tabela dos seguidores passa de 16 MiB (36 MiB): o JOIN a leva inteira ao
-    líder que reiniciou vazio (o limite de 16 MiB é só para pedidos de clientes)."""
-    tabela = {"grande%d" % i: (chr(ord("a") + i) * (3 * 1024 * 1024), i + 1) for i in range(12)}
-    portas = [porta_livre() for _ in range(3)]
-    lider = cluster.servidor(portas[0], portas[0], "--dados",
-                             pasta_com_tabela(tmp_path, tabela, 12))
-    for porta in portas[1:]:
-        cluster.servidor(porta, portas[0])
-        esperar_unido(lider, porta)
-    lider.matar()
-    lider, ts = lider_novo_com_um_put_na_hora(cluster, portas[0])
-    tabela["depois"] = ("do reinício", ts)
-    exigir_cluster_inteiro(portas, lider, tabela, 12)
 
 
 def test_join_que_mente_ou_nao_termina_nao_apaga_nada(cluster):
