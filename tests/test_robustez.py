@@ -809,6 +809,10 @@ def test_seguidores_voltam_ao_lider_reiniciado(cluster):
     procs, portas, antes = preparar(cluster)
     procs[0].matar()
     novo = cluster.servidor(portas[0], portas[0])
+    # O líder que acabou de subir segue a regra da seção 5f como qualquer servidor (vazio, ou
+    # já com o que um JOIN trouxe): TRY_OTHER só se o ts dele é menor que o do cliente.
+    lido = pedir(portas[0], {"tipo": Mensagem.GET, "key": "k", "timestamp": 1})
+    assert (lido["tipo"] == Mensagem.TRY_OTHER_SERVER_OR_LATER) == (lido["timestamp"] < 1), lido
     resposta = pedir(portas[0], {"tipo": Mensagem.PUT, "key": "k", "value": "do novo líder"})
     assert resposta["tipo"] == Mensagem.PUT_OK, resposta
     for porta in portas[1:]:
