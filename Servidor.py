@@ -163,8 +163,11 @@ class Servidor:
     class Canal(threading.Thread):
         """Líder: lê, em ordem, os REPLICATION_OK de um seguidor; retira quem passa do prazo.
 
-        Só lê: quem escreve no socket são os PUTs, sob a trava_put. O prazo do socket foi
-        fixado no JOIN e nunca muda; a espera aqui é por select, em fatias.
+        Só lê: quem escreve no socket são os PUTs, sob a trava_put, com o prazo de replicação
+        fixado no JOIN. Esta thread lê por uma cópia do socket (dup) com prazo de uma FATIA: o
+        recv volta a cada fatia para conferir o prazo do seguidor, sem um select antes de cada
+        leitura e sem mudar o prazo de quem envia (os dois prazos são positivos, então as duas
+        cópias concordam em ser não bloqueantes no sistema).
         """
 
         def __init__(self, servidor, sock, origem, timestamp):
@@ -176,6 +179,8 @@ class Servidor:
             # confirmação, em ordem: (ts, instante do envio).
             self.confirmado = timestamp
             self.pendentes = collections.deque()
+            self.leitor = sock.dup()
+            self.leitor.settimeout(Servidor.FATIA)
 
         def run(self):
             servidor = self.servidor
@@ -184,8 +189,11 @@ class Servidor:
             motivo = None
             try:
                 while motivo is None:
-                    if select.select([self.sock], [], [], Servidor.FATIA)[0]:
-                        dados = self.sock.recv(64 * 1024)
+                    try:
+                        dados = self.leitor.recv(64 * 1024)
+                    except socket.timeout:
+                        dados = None  # uma fatia sem nada: só confere o prazo
+                    if dados is not None:
                         if not dados:
                             break
                         resto += dados
@@ -206,6 +214,7 @@ class Servidor:
             except OSError:
                 pass  # o seguidor caiu
             finally:
+                self.leitor.close()
                 if motivo is not None:
                     servidor.avisar("Seguidor %s retirado: %s. Ele volta quando refizer o JOIN."
                                     % (self.origem, motivo))

@@ -127,3 +127,20 @@ def test_mensagem_linha_gigante_e_descartada_inteira():
     with pytest.raises(ValueError):
         Mensagem.receber(arquivo)
     assert Mensagem.receber(arquivo).tipo == Mensagem.GET
+
+
+def test_codificador_montado_uma_vez_da_os_mesmos_bytes_que_o_json():
+    """[8] O codificador que a Mensagem monta uma vez escreve, byte a byte, o mesmo que o
+    JSONEncoder público, em 30 000 mensagens com texto ao acaso (acentos, controles, emoji)."""
+    import json
+    import random
+    publico = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    sorteio = random.Random(8)
+    alfabeto = "aZ09 \t\n\r\"\\/çãé€✓\x00\x1f\x7f\u2028😀"
+    for _ in range(30000):
+        texto = "".join(sorteio.choice(alfabeto) for _ in range(sorteio.randint(1, 12)))
+        objeto = {"tipo": "REPLICATION", "key": texto, "value": sorteio.choice([None, texto]),
+                  "timestamp": sorteio.randint(0, 2 ** 63 - 1)}
+        assert Mensagem.CODIFICAR(objeto) == publico.encode(objeto)
+    dados = {"tipo": "JOIN_OK", "dados": {"k": ["v", 1], "ç": [None, 2]}, "timestamp": 2}
+    assert Mensagem.CODIFICAR(dados) == publico.encode(dados)
