@@ -181,12 +181,20 @@ class Mensagem:
             return None
         inicio = len(resto)
         resto += dados
+        return [cls.de_linha(linha) for linha in cls.cortar_linhas(resto, inicio)]
+
+    @staticmethod
+    def cortar_linhas(resto, inicio=0):
+        """Tira de resto (bytearray) as linhas já inteiras e as devolve, sem o \\n; o começo de
+        uma linha ainda incompleta fica em resto. Só procura o \\n do índice inicio em diante
+        (o que veio antes já foi procurado): um value de 16 MiB chega em pedaços sem custar
+        uma busca inteira a cada pedaço."""
         fim = resto.rfind(b"\n", inicio)
         if fim < 0:
             return []
-        linhas = resto[:fim].split(b"\n")
+        linhas = bytes(resto[:fim]).split(b"\n")
         del resto[:fim + 1]
-        return [cls.de_linha(linha) for linha in linhas]
+        return linhas
 
     # ---- validação de cada campo ----
 

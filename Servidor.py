@@ -15,25 +15,38 @@ from Mensagem import Mensagem
 class Servidor:
     """Um servidor do KV store; é o líder quando o endereço do líder é um dos seus.
 
-    Travas, sempre nesta ordem: trava_put, depois trava_tabela ou trava_confirmacoes.
-      - trava_put (líder): ordem total dos PUTs: contador, tabela, proprias, ids, registro em
-        disco e envio das REPLICATIONs; a fusão de um JOIN (fundir) também passa por ela.
-        Quem muda o conjunto de canais a tem (e também a trava_confirmacoes).
-      - trava_tabela: só operações no dicionário e no contador, nunca presa durante rede ou
-        disco; o GET e a REPLICATION (no seguidor) só pegam esta.
-      - trava_confirmacoes (líder): o conjunto de canais lido pelos Canais, o que cada
-        seguidor já confirmou e os PUTs que esperam.
-    Um PUT que espera confirmações dorme fora de todas elas, no seu sinal (uma trava que nasce
-    fechada): quem recebe o REPLICATION_OK que faltava a abre.
+    Threads, cada uma com um trabalho (enunciado, seção 5b):
+      - a principal aceita conexões (servir) e dá a cada uma uma Conexao;
+      - Conexao atende uma conexão: lê um pedido, chama o tratador (tabela de despacho),
+        responde; um JOIN faz dela o canal de um seguidor, que passa a um Canal;
+      - Canal (líder, uma por seguidor unido) lê os REPLICATION_OK dele e o retira no prazo;
+      - CanalDoLider (seguidor) abre o canal ao líder (JOIN) e aplica cada REPLICATION;
+      - Console escreve as linhas do console, em ordem.
 
-    Nada confirmado se perde, sem relógio nenhum: o líder que reinicia (vazio, ou de um
-    registro em disco velho) não sabe até onde os seguidores foram, e cada JOIN traz a tabela
-    e o contador do seguidor. O líder funde, sob a trava_put: uma key que só o seguidor tem, ou
-    que ele tem com ts maior, entra como está no seguidor; as que só o líder tem ficam; e se o
-    contador do seguidor passa o do líder, as escritas que este líder aceitou desde que subiu
-    são refeitas por cima, na ordem original, com timestamps acima do contador do seguidor
-    (como o novo líder do ZooKeeper, que sincroniza a partir do maior zxid). Se algo mudou,
-    todo seguidor refaz o JOIN e recebe a tabela fundida.
+    Um PUT no líder (tratar_put): sob a trava_put, gravar dá o próximo timestamp, grava tabela
+    e disco e manda a REPLICATION a cada canal; fora das travas, esperar_confirmacoes dorme até
+    o Canal que lê o último REPLICATION_OK que faltava abrir o seu sinal; então PUT_OK. Um PUT
+    num seguidor (encaminhar_put) vai ao líder com a origem do cliente, e a resposta volta.
+
+    Recuperação, sem relógio: cada JOIN traz a tabela e o contador do seguidor, e o líder funde
+    (fundir), sob a trava_put: uma key que só o seguidor tem, ou que ele tem com ts maior, entra
+    como está no seguidor; as que só o líder tem ficam; e se o contador do seguidor passa o do
+    líder, as escritas que este líder aceitou desde que subiu são refeitas por cima, na ordem
+    original, com timestamps acima do contador do seguidor (como o novo líder do ZooKeeper, que
+    sincroniza a partir do maior zxid). Se algo mudou, todo seguidor refaz o JOIN.
+
+    Travas, sempre nesta ordem: trava_put, depois trava_tabela ou trava_confirmacoes.
+      trava_put (líder)          contador, proprias, ids, registro e linhas_registro (disco);
+                                 trocar a tabela inteira (fundir); enviar em um canal (e anotar
+                                 em canal.pendentes); o JOIN a pega para o snapshot e para unir
+      trava_tabela               operações em tabela; no seguidor, também o contador; nunca
+                                 presa durante rede ou disco (GET e REPLICATION só pegam esta)
+      trava_confirmacoes (líder) esperas, canal.confirmado, e tirar de canal.pendentes
+      canais                     escrito com trava_put e trava_confirmacoes, lido com qualquer uma
+    Sem trava, e por quê: a configuração (ip, porta, lider, prazos, pasta) não muda depois do
+    __init__; canal.pendentes e a fila do Console são deques, em que pôr numa ponta e tirar da
+    outra é seguro entre threads; avisados é um set de assuntos (no pior caso um aviso sai duas
+    vezes); cada Conexao tem só para si a conexão de encaminhamento.
     """
 
     IP_PADRAO = "127.0.0.1"
@@ -109,7 +122,7 @@ class Servidor:
             Mensagem.JOIN_OK: self.recusar_replicacao,
         }
 
-    # ------------------------------------------------------------------ threads
+    # ==== threads: cada uma com um trabalho
 
     class Conexao(threading.Thread):
         """Atende uma conexão aceita: lê pedido, trata, responde, até ela fechar.
@@ -179,28 +192,29 @@ class Servidor:
             # confirmação, em ordem: (ts, instante do envio).
             self.confirmado = timestamp
             self.pendentes = collections.deque()
-            self.leitor = sock.dup()
-            self.leitor.settimeout(Servidor.FATIA)
 
         def run(self):
             servidor = self.servidor
             resto = bytearray()
             progresso = time.monotonic()
             motivo = None
+            leitor = None
             try:
+                leitor = self.sock.dup()
+                leitor.settimeout(Servidor.FATIA)
                 while motivo is None:
                     try:
-                        dados = self.leitor.recv(64 * 1024)
+                        dados = leitor.recv(64 * 1024)
                     except socket.timeout:
                         dados = None  # uma fatia sem nada: só confere o prazo
-                    if dados is not None:
-                        if not dados:
-                            break
+                    if dados == b"":
+                        break  # o seguidor fechou o canal
+                    if dados:
+                        inicio = len(resto)
                         resto += dados
-                        fim = resto.rfind(b"\n") + 1
-                        if fim:
-                            motivo = servidor.confirmar(self, resto[:fim].splitlines())
-                            del resto[:fim]
+                        linhas = Mensagem.cortar_linhas(resto, inicio)
+                        if linhas:
+                            motivo = servidor.confirmar(self, linhas)
                             progresso = time.monotonic()
                         if len(resto) > Mensagem.FOLGA:
                             motivo = "linha longa demais no canal"  # um REPLICATION_OK é curto
@@ -214,7 +228,8 @@ class Servidor:
             except OSError:
                 pass  # o seguidor caiu
             finally:
-                self.leitor.close()
+                if leitor is not None:
+                    leitor.close()
                 if motivo is not None:
                     servidor.avisar("Seguidor %s retirado: %s. Ele volta quando refizer o JOIN."
                                     % (self.origem, motivo))
@@ -270,8 +285,8 @@ class Servidor:
                     sem_contato_desde = time.monotonic()
                     servidor.avisados.discard("sem-lider")  # a próxima falta é avisada de novo
                 elif time.monotonic() - sem_contato_desde > Servidor.AVISO_SEM_LIDER:
-                    # Um líder digitado errado não pode passar calado: diz uma vez, com o endereço
-                    # (e o ERRO de um PUT por este seguidor já o nomeia na hora).
+                    # Um líder digitado errado não passa calado: diz uma vez, com o endereço (e
+                    # o ERRO de um PUT por este seguidor já o nomeia na hora).
                     servidor.avisar_uma_vez(
                         "sem-lider", "Sem contato com o líder %s há %g s; tentando de novo "
                         "(confira o IP e a porta do líder)."
@@ -310,64 +325,7 @@ class Servidor:
                     except (OSError, ValueError):
                         pass  # console fechado: o servidor continua servindo
 
-    # ---------------------------------------------------------------- ciclo de vida
-
-    @staticmethod
-    def abrir_porta(ip, porta):
-        """A porta de escuta, já aberta; OSError se não der (porta em uso, IP de fora)."""
-        familia = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        # create_server só liga SO_REUSEADDR onde é seguro (não no Windows).
-        ouvinte = socket.create_server((ip, porta), family=familia, backlog=256)
-        ouvinte.settimeout(Servidor.FATIA)
-        return ouvinte
-
-    def abrir(self, ouvinte=None):
-        """Abre a porta de escuta (OSError se não der; ou usa a já aberta), o registro em
-        disco e, no seguidor, o canal com o líder."""
-        self.ouvinte = ouvinte or Servidor.abrir_porta(self.ip, self.porta)
-        # [threads] Uma thread escreve no console.
-        self.console.start()
-        if self.eh_lider:
-            if self.pasta is not None:
-                self.recuperar_registro()
-        else:
-            # [threads] Uma thread mantém o canal de replicação com o líder.
-            Servidor.CanalDoLider(self).start()
-
-    # [5b] Atende conexões simultâneas: uma thread (Conexao) por conexão aceita.
-    def servir(self):
-        """Laço de accept até parar; o prazo curto deixa Ctrl+C funcionar no Windows."""
-        while not self.parar.is_set():
-            try:
-                sock, endereco = self.ouvinte.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                # Falta de descritores (EMFILE) e afins: espera um pouco e segue aceitando.
-                self.parar.wait(0.1)
-                continue
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.settimeout(None)
-            except OSError:
-                sock.close()  # o cliente desistiu entre o connect e o accept
-                continue
-            try:
-                # [threads] Cada conexão ganha a sua thread.
-                Servidor.Conexao(self, sock, endereco).start()
-            except RuntimeError:
-                sock.close()  # sem memória para outra thread: recusa esta conexão
-
-    def fechar(self):
-        """Para o laço de accept, fecha a porta e escreve o que ainda está na fila do console."""
-        self.parar.set()
-        if self.ouvinte is not None:
-            self.ouvinte.close()
-        if self.console.is_alive():
-            self.mostrar(None, None)
-            self.console.join(Servidor.PRAZO_SAIDA)
-
-    # ----------------------------------------------------------- entrada e saída
+    # ==== entrada e saída, comuns aos dois papéis
 
     def ler_pedido(self, sock, arquivo):
         """Lê o próximo pedido; espera sem prazo por um novo, com prazo pelo resto dele."""
@@ -432,7 +390,7 @@ class Servidor:
             self.avisados.add(assunto)
             self.avisar(linha)
 
-    # ------------------------------------------------------------------- PUT
+    # ==== O LÍDER. PUT: timestamp, tabela, disco e REPLICATION; PUT_OK depois das confirmações
 
     # [5c] Recebe PUT no líder: grava com o próximo timestamp, replica, e responde.
     def tratar_put(self, pedido, conexao):
@@ -450,15 +408,8 @@ class Servidor:
             else:
                 timestamp = anterior[0]  # repetido: espera o original e responde o mesmo ts
             origens = list(self.canais)
-        # [5e] PUT_OK só depois do REPLICATION_OK de todos os seguidores unidos. Sem prazo
-        # fixo: enquanto um seguidor confirma, espera; o que para de confirmar, o Canal
-        # dele retira no prazo de replicação, e a espera acaba.
-        sinal = threading.Lock()
-        sinal.acquire()
-        with self.trava_confirmacoes:
-            self.esperas.append((timestamp, origens, sinal))
-            self.liberar_confirmados()
-        sinal.acquire()
+        # [5e] PUT_OK só depois do REPLICATION_OK de todos os seguidores unidos.
+        self.esperar_confirmacoes(timestamp, origens)
         self.escrever("Enviando PUT_OK ao Cliente %s da key:%s ts:%d"
                       % (cliente, Mensagem.mostrar(pedido.key), timestamp))
         return Mensagem(Mensagem.PUT_OK, key=pedido.key, value=pedido.value, timestamp=timestamp,
@@ -493,16 +444,17 @@ class Servidor:
                 Servidor.derrubar(canal.sock)
         return self.contador
 
-    def liberar_confirmados(self):
-        """Sob trava_confirmacoes: abre o sinal de cada PUT que cada seguidor unido no PUT, e
-        ainda unido, já aplicou."""
-        faltam = []
-        for timestamp, origens, sinal in self.esperas:
-            if all(self.canais[o].confirmado >= timestamp for o in origens if o in self.canais):
-                sinal.release()
-            else:
-                faltam.append((timestamp, origens, sinal))
-        self.esperas = faltam
+    def esperar_confirmacoes(self, timestamp, origens):
+        """Dorme, fora de todas as travas, até cada seguidor de origens (unido no PUT, e ainda
+        unido) confirmar o timestamp. Sem prazo fixo: enquanto um seguidor confirma, espera; o
+        que para de confirmar, o Canal dele retira no prazo de replicação, e a espera acaba."""
+        sinal = threading.Event()  # aberto por quem lê o REPLICATION_OK que faltava
+        with self.trava_confirmacoes:
+            self.esperas.append((timestamp, origens, sinal))
+            self.liberar_confirmados()
+        sinal.wait()
+
+    # ==== O LÍDER. REPLICATION_OK: cada Canal confirma em ordem; quem para de confirmar sai
 
     # [5e] Recebe REPLICATION_OK: confirma, em ordem, as REPLICATIONs mais antigas do canal.
     def confirmar(self, canal, linhas):
@@ -522,6 +474,240 @@ class Servidor:
                 canal.confirmado = confirmacao.timestamp
             self.liberar_confirmados()
         return None
+
+    def liberar_confirmados(self):
+        """Sob a trava_confirmacoes: abre o sinal de cada PUT já confirmado por todos."""
+        faltam = []
+        for espera in self.esperas:
+            timestamp, origens, sinal = espera
+            if self.confirmado_por_todos(timestamp, origens):
+                sinal.set()
+            else:
+                faltam.append(espera)
+        self.esperas = faltam
+
+    def confirmado_por_todos(self, timestamp, origens):
+        """Sob a trava_confirmacoes: a regra da seção 5e. Cada seguidor unido quando o PUT foi
+        gravado já confirmou o timestamp, ou saiu do conjunto (e então não conta mais)."""
+        for origem in origens:
+            canal = self.canais.get(origem)
+            if canal is not None and canal.confirmado < timestamp:
+                return False
+        return True
+
+    def retirar(self, canal):
+        """O canal caiu ou foi derrubado: sai do conjunto e libera os PUTs que esperavam por ele."""
+        Servidor.derrubar(canal.sock)
+        # Sob a trava_put nenhum PUT está num sendall deste socket: pode fechar.
+        with self.trava_put:
+            with self.trava_confirmacoes:
+                if self.canais.get(canal.origem) is canal:
+                    del self.canais[canal.origem]
+                self.liberar_confirmados()
+            canal.sock.close()
+
+    @staticmethod
+    def derrubar(sock):
+        """Acorda quem lê ou envia no socket com erro; quem o lê é quem o fecha."""
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # ==== O LÍDER. JOIN e recuperação: fundir o que o seguidor traz, snapshot, canal unido
+
+    # [5a] JOIN no líder: manda o snapshot; confirmado, a conexão vira o canal do seguidor.
+    def receber_seguidor(self, pedido, sock, arquivo):
+        """Líder: JOIN -> JOIN_OK com o snapshot -> REPLICATION_OK dele -> canal unido.
+
+        Devolve True se a conexão virou canal (a Conexao não a fecha). O snapshot é enviado e
+        confirmado fora da trava_put: um seguidor lento ou falso não segura os PUTs.
+        """
+        recusa = self.recusar_join(pedido)
+        if recusa is not None:
+            recusa.enviar(sock)
+            return False
+        tabela, snapshot, timestamp = self.preparar_snapshot(pedido)
+        # Prazo fixado aqui, uma vez: vale para o snapshot e, depois, para cada envio do canal.
+        sock.settimeout(self.prazo_replicacao)
+        Mensagem(Mensagem.JOIN_OK, dados=snapshot, timestamp=timestamp).enviar(sock)
+        try:
+            confirmacao = Mensagem.receber(arquivo)
+        except ValueError:
+            confirmacao = None
+        if confirmacao is None or confirmacao.tipo != Mensagem.REPLICATION_OK or \
+                confirmacao.timestamp != timestamp:
+            raise ConnectionError("o seguidor não confirmou o snapshot")
+        self.unir(pedido.origem, sock, tabela, timestamp)
+        return True
+
+    def recusar_join(self, pedido):
+        """O ERRO para um JOIN que não pode entrar, ou None."""
+        if not self.eh_lider:
+            return Mensagem(Mensagem.ERRO,
+                            value="este servidor é seguidor; o líder é %s" % self.endereco_lider)
+        if Servidor.mesmo_servidor(Servidor.separar(pedido.origem), (self.ip, self.porta)):
+            return Mensagem(Mensagem.ERRO, value="JOIN com o endereço do próprio líder")
+        if (pedido.timestamp or 0) > Servidor.MAIOR_CONTADOR_JOIN:
+            # Sem folga os próximos timestamps passariam do limite da Mensagem (64 bits).
+            return Mensagem(Mensagem.ERRO, value="contador do JOIN alto demais")
+        return None
+
+    def fundir(self, pedido):
+        """Sob a trava_put: junta à tabela o que o JOIN traz (a regra está na docstring da
+        classe). Se algo mudou, grava o snapshot e derruba os canais: cada seguidor refaz o
+        JOIN e recebe a tabela fundida."""
+        contador = max(self.contador, pedido.timestamp or 0)
+        novas = {}
+        for key, (value, ts) in (pedido.dados or {}).items():
+            atual = self.tabela.get(key)
+            if key not in self.proprias and (atual is None or atual[1] < ts):
+                novas[key] = (value, ts)
+        if not novas and contador == self.contador:
+            return  # o caso comum: o seguidor só está atrasado
+        tabela = dict(self.tabela)
+        tabela.update(novas)
+        if contador > self.contador:
+            # As escritas deste líder vêm depois de tudo o que o seguidor viu: refeitas por
+            # cima, na ordem original, com timestamps novos acima do contador dele.
+            for key in sorted(self.proprias, key=lambda k: self.tabela[k][1]):
+                contador += 1
+                tabela[key] = (self.tabela[key][0], contador)
+        with self.trava_tabela:
+            self.tabela = tabela
+            self.contador = contador
+        self.compactar()
+        for canal in self.canais.values():
+            Servidor.derrubar(canal.sock)
+        self.detalhar("fundido o JOIN de %s (contador dele %d): %d keys dele, contador agora %d."
+                      % (pedido.origem, pedido.timestamp or 0, len(novas), contador))
+
+    def preparar_snapshot(self, pedido):
+        """Sob a trava_put: funde o JOIN e copia a tabela num ponto da ordem total; devolve
+        (o dicionário de agora, a cópia, o contador)."""
+        with self.trava_put:
+            self.fundir(pedido)
+            # Entradas não mudam (são trocadas): a cópia rasa fixa um instante. Os pares
+            # (value, ts) viajam como listas JSON: a cópia já é o "dados" do JOIN_OK.
+            with self.trava_tabela:
+                snapshot = dict(self.tabela)
+            return self.tabela, snapshot, self.contador
+
+    def unir(self, origem, sock, tabela, timestamp):
+        """Sob a trava_put: manda como REPLICATION o que entrou depois do snapshot e põe o
+        canal no conjunto, no lugar do antigo do mesmo endereço, se havia."""
+        with self.trava_put:
+            if self.tabela is not tabela:
+                # fundir troca o dicionário inteiro: outro JOIN foi fundido e este snapshot
+                # ficou velho. O seguidor refaz o JOIN e recebe a tabela fundida.
+                raise ConnectionError("a tabela mudou por uma fusão durante o JOIN")
+            canal = Servidor.Canal(self, sock, origem, timestamp)
+            with self.trava_tabela:
+                novos = sorted((ts, key, value) for key, (value, ts) in self.tabela.items()
+                               if ts > timestamp)
+            agora = time.monotonic()
+            for ts, key, value in novos:
+                canal.pendentes.append((ts, agora))
+                sock.sendall(Mensagem(Mensagem.REPLICATION, key=key, value=value,
+                                      timestamp=ts).para_linha())
+            with self.trava_confirmacoes:
+                antigo = self.canais.get(origem)
+                self.canais[origem] = canal
+                self.liberar_confirmados()
+            # [threads] Uma thread por seguidor unido lê os REPLICATION_OK dele.
+            canal.start()
+        self.detalhar("seguidor %s unido no ts %d." % (origem, timestamp))
+        if antigo is not None:
+            Servidor.derrubar(antigo.sock)
+
+    # ==== O LÍDER. Registro em disco (--dados)
+
+    def registrar(self, linha):
+        """Sob a trava_put: acrescenta a REPLICATION ao registro (--dados) e compacta se cresceu."""
+        if self.registro is None:
+            return
+        self.registro.write(linha)
+        self.registro.flush()  # no SO: sobrevive a um kill -9 do processo
+        if self.fsync:
+            os.fsync(self.registro.fileno())  # no disco: sobrevive a uma queda de energia
+        self.linhas_registro += 1
+        if self.linhas_registro > 2 * len(self.tabela) + 1000:
+            self.compactar()
+
+    def compactar(self):
+        """Sob a trava_put: grava o snapshot (JOIN_OK) num arquivo novo e zera o registro."""
+        if self.pasta is None:
+            return
+        temporario = os.path.join(self.pasta, "snapshot.tmp")
+        with open(temporario, "wb") as arquivo:
+            # Sob a trava_put ninguém muda a tabela do líder: ela vai como está.
+            arquivo.write(Mensagem(Mensagem.JOIN_OK, dados=self.tabela,
+                                   timestamp=self.contador).para_linha())
+            arquivo.flush()
+            os.fsync(arquivo.fileno())
+        # replace é atômico: uma queda aqui deixa o snapshot velho ou o novo, nunca metade.
+        os.replace(temporario, os.path.join(self.pasta, "snapshot"))
+        if self.registro is not None:
+            self.registro.close()
+        self.registro = open(os.path.join(self.pasta, "registro"), "wb")
+        self.linhas_registro = 0
+
+    def recuperar_registro(self):
+        """Líder com --dados: lê o snapshot e refaz os PUTs do registro. Dano que não seja a
+        última linha cortada por uma queda levanta ValueError (o servidor não sobe)."""
+        try:
+            self.ler_registro()
+        except OSError as erro:
+            raise ValueError("Não foi possível usar a pasta de dados %s: %s."
+                             % (self.pasta, erro.strerror or erro)) from None
+
+    def ler_registro(self):
+        os.makedirs(self.pasta, exist_ok=True)
+        caminho = os.path.join(self.pasta, "snapshot")
+        if os.path.exists(caminho):
+            snapshot, _ = Servidor.ler_linhas(caminho, Mensagem.JOIN_OK)
+            if len(snapshot) != 1:
+                raise ValueError("Registro em disco danificado: %s deve ter uma linha." % caminho)
+            self.tabela = Servidor.tabela_de(snapshot[0].dados)
+            self.contador = snapshot[0].timestamp
+        caminho = os.path.join(self.pasta, "registro")
+        if os.path.exists(caminho):
+            pedidos, inteiras = Servidor.ler_linhas(caminho, Mensagem.REPLICATION)
+            if inteiras < os.path.getsize(caminho):
+                self.avisar("%s: última linha cortada (queda no meio da gravação) descartada."
+                            % caminho)
+            for pedido in pedidos:
+                if pedido.timestamp > self.contador:
+                    self.tabela[pedido.key] = (pedido.value, pedido.timestamp)
+                    self.contador = pedido.timestamp
+            # Reescreve sem a linha cortada, para os próximos PUTs começarem numa linha nova.
+            with open(caminho, "r+b") as arquivo:
+                arquivo.truncate(inteiras)
+        self.compactar()
+
+    @staticmethod
+    def ler_linhas(caminho, tipo):
+        """As mensagens das linhas inteiras de um arquivo do registro, e quantos bytes elas
+        ocupam (uma última linha sem \\n, cortada por uma queda, fica de fora); qualquer outro
+        dano levanta ValueError."""
+        with open(caminho, "rb") as arquivo:
+            resto = bytearray(arquivo.read())
+        tamanho = len(resto)
+        mensagens = []
+        for numero, linha in enumerate(Mensagem.cortar_linhas(resto), start=1):
+            try:
+                mensagem = Mensagem.de_linha(linha)
+            except ValueError as erro:
+                mensagem, motivo = None, erro
+            if mensagem is not None and mensagem.tipo != tipo:
+                motivo = "%s fora do lugar" % mensagem.tipo
+            if mensagem is None or mensagem.tipo != tipo:
+                raise ValueError("Registro em disco danificado: %s, linha %d (%s). Nada foi "
+                                 "apagado; confira o arquivo." % (caminho, numero, motivo))
+            mensagens.append(mensagem)
+        return mensagens, tamanho - len(resto)
+
+    # ==== O SEGUIDOR. PUT: encaminhado ao líder
 
     # [5c] Recebe PUT num seguidor: encaminha ao líder e devolve a resposta dele ao cliente.
     def encaminhar_put(self, pedido, conexao):
@@ -579,135 +765,13 @@ class Servidor:
             conexao.encaminhamento = (sock, sock.makefile("rb"))
         return conexao.encaminhamento
 
-    # ---------------------------------------------------------- JOIN e canais
-
-    # [5a] JOIN no líder: manda o snapshot; confirmado, a conexão vira o canal do seguidor.
-    def receber_seguidor(self, pedido, sock, arquivo):
-        """Líder: JOIN -> JOIN_OK com o snapshot -> REPLICATION_OK dele -> canal unido.
-
-        Devolve True se a conexão virou canal (a Conexao não a fecha). Antes do snapshot o
-        líder funde o que o JOIN traz (fundir). O snapshot é enviado e confirmado fora da
-        trava_put; o que mudou nesse meio tempo segue como REPLICATION já sob a trava, e só
-        então o seguidor entra no conjunto (trocando o canal antigo do mesmo endereço, se havia).
-        """
-        recusa = self.recusar_join(pedido)
-        if recusa is not None:
-            recusa.enviar(sock)
-            return False
-        with self.trava_put:
-            self.fundir(pedido)
-            # Entradas não mudam (são trocadas): a cópia rasa fixa um instante.
-            with self.trava_tabela:
-                snapshot = dict(self.tabela)
-            tabela, timestamp = self.tabela, self.contador
-        # Prazo fixado aqui, uma vez: vale para o snapshot e, depois, para cada envio do canal.
-        sock.settimeout(self.prazo_replicacao)
-        Mensagem(Mensagem.JOIN_OK, dados=snapshot, timestamp=timestamp).enviar(sock)
-        try:
-            confirmacao = Mensagem.receber(arquivo)
-        except ValueError:
-            confirmacao = None
-        if confirmacao is None or confirmacao.tipo != Mensagem.REPLICATION_OK or \
-                confirmacao.timestamp != timestamp:
-            raise ConnectionError("o seguidor não confirmou o snapshot")
-        canal = Servidor.Canal(self, sock, pedido.origem, timestamp)
-        with self.trava_put:
-            if self.tabela is not tabela:
-                # fundir troca o dicionário inteiro: outro JOIN foi fundido e este snapshot
-                # ficou velho. O seguidor refaz o JOIN e recebe a tabela fundida.
-                raise ConnectionError("a tabela mudou por uma fusão durante o JOIN")
-            # O que entrou depois do snapshot, em ordem de ts, como REPLICATIONs.
-            with self.trava_tabela:
-                novos = sorted((ts, key, value) for key, (value, ts) in self.tabela.items()
-                               if ts > timestamp)
-            agora = time.monotonic()
-            for ts, key, value in novos:
-                canal.pendentes.append((ts, agora))
-                sock.sendall(Mensagem(Mensagem.REPLICATION, key=key, value=value,
-                                      timestamp=ts).para_linha())
-            with self.trava_confirmacoes:
-                antigo = self.canais.get(pedido.origem)
-                self.canais[pedido.origem] = canal
-                self.liberar_confirmados()
-            # [threads] Uma thread por seguidor unido lê os REPLICATION_OK dele.
-            canal.start()
-        self.detalhar("seguidor %s unido no ts %d." % (pedido.origem, timestamp))
-        if antigo is not None:
-            Servidor.derrubar(antigo.sock)
-        return True
-
-    def recusar_join(self, pedido):
-        """O ERRO para um JOIN que não pode entrar, ou None."""
-        if not self.eh_lider:
-            return Mensagem(Mensagem.ERRO,
-                            value="este servidor é seguidor; o líder é %s" % self.endereco_lider)
-        if Servidor.mesmo_servidor(Servidor.separar(pedido.origem), (self.ip, self.porta)):
-            return Mensagem(Mensagem.ERRO, value="JOIN com o endereço do próprio líder")
-        if (pedido.timestamp or 0) > Servidor.MAIOR_CONTADOR_JOIN:
-            # Sem folga os próximos timestamps passariam do limite da Mensagem (64 bits).
-            return Mensagem(Mensagem.ERRO, value="contador do JOIN alto demais")
-        return None
-
-    def fundir(self, pedido):
-        """Sob a trava_put: junta à tabela o que o JOIN traz (a regra está na docstring da
-        classe). Se algo mudou, grava o snapshot e derruba os canais: cada seguidor refaz o
-        JOIN e recebe a tabela fundida."""
-        contador = max(self.contador, pedido.timestamp or 0)
-        novas = {}
-        for key, (value, ts) in (pedido.dados or {}).items():
-            atual = self.tabela.get(key)
-            if key not in self.proprias and (atual is None or atual[1] < ts):
-                novas[key] = (value, ts)
-        if not novas and contador == self.contador:
-            return  # o caso comum: o seguidor só está atrasado
-        tabela = dict(self.tabela)
-        tabela.update(novas)
-        if contador > self.contador:
-            # As escritas deste líder vêm depois de tudo o que o seguidor viu: refeitas por
-            # cima, na ordem original, com timestamps novos acima do contador dele.
-            for key in sorted(self.proprias, key=lambda k: self.tabela[k][1]):
-                contador += 1
-                tabela[key] = (self.tabela[key][0], contador)
-        with self.trava_tabela:
-            self.tabela = tabela
-            self.contador = contador
-        self.compactar()
-        for canal in self.canais.values():
-            Servidor.derrubar(canal.sock)
-        self.detalhar("fundido o JOIN de %s (contador dele %d): %d keys dele, contador agora %d."
-                      % (pedido.origem, pedido.timestamp or 0, len(novas), contador))
-
-    def retirar(self, canal):
-        """O canal caiu ou foi derrubado: sai do conjunto e libera os PUTs que esperavam por ele."""
-        Servidor.derrubar(canal.sock)
-        # Sob a trava_put nenhum PUT está num sendall deste socket: pode fechar.
-        with self.trava_put:
-            with self.trava_confirmacoes:
-                if self.canais.get(canal.origem) is canal:
-                    del self.canais[canal.origem]
-                self.liberar_confirmados()
-            canal.sock.close()
-
-    @staticmethod
-    def derrubar(sock):
-        """Acorda quem lê ou envia no socket com erro; quem o lê é quem o fecha."""
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    # ------------------------------------------------------------- REPLICATION
-
-    def recusar_replicacao(self, pedido, conexao):
-        """REPLICATION e JOIN_OK na porta de escuta: ninguém escreve por fora do líder."""
-        return Mensagem(Mensagem.ERRO, value="%s só é aceito no canal que o seguidor abre ao "
-                        "líder" % pedido.tipo)
+    # ==== O SEGUIDOR. JOIN e REPLICATION, pelo canal que ele abre ao líder
 
     def pedir_join(self):
         """Seguidor: o JOIN leva o endereço, o contador e a tabela inteira (o líder que
         reiniciou recupera dela o que perdeu, de qualquer tamanho até Mensagem.LIMITE_JOIN)."""
         with self.trava_tabela:
-            dados = {key: [value, ts] for key, (value, ts) in self.tabela.items()}
+            dados = dict(self.tabela)  # os pares (value, ts) viajam como listas JSON
             contador = self.contador
         return Mensagem(Mensagem.JOIN, origem=self.endereco, timestamp=contador,
                         dados=dados or None)
@@ -719,7 +783,7 @@ class Servidor:
         if resposta.tipo != Mensagem.JOIN_OK:
             raise ValueError(resposta.value if resposta.tipo == Mensagem.ERRO
                              else "resposta %s ao JOIN" % resposta.tipo)
-        tabela = {key: (value, ts) for key, (value, ts) in resposta.dados.items()}
+        tabela = Servidor.tabela_de(resposta.dados)
         with self.trava_tabela:
             if resposta.timestamp < self.contador:
                 # Nunca se esvazia por engano: os dados daqui são mais novos que os do líder.
@@ -728,6 +792,12 @@ class Servidor:
             self.tabela = tabela
             self.contador = resposta.timestamp
         return resposta.timestamp
+
+    @staticmethod
+    def tabela_de(dados):
+        """O "dados" de um JOIN_OK ou do snapshot em disco (key -> [value, ts]) como tabela
+        (key -> (value, ts)). No outro sentido não há conversão: a tupla vira lista no JSON."""
+        return {key: (value, ts) for key, (value, ts) in dados.items()}
 
     def replicar(self, sock, arquivo):
         """Seguidor: aplica as REPLICATIONs do canal, em ordem, e confirma cada uma."""
@@ -765,7 +835,7 @@ class Servidor:
                          pedido.timestamp))
         return Mensagem(Mensagem.REPLICATION_OK, key=pedido.key, timestamp=pedido.timestamp)
 
-    # ------------------------------------------------------------------- GET
+    # ==== OS DOIS. GET, e o que ninguém pode mandar na porta de escuta
 
     # [5f] Recebe GET: devolve o valor só se o ts do servidor não for menor que o do cliente.
     def tratar_get(self, pedido, conexao):
@@ -787,92 +857,67 @@ class Servidor:
                          timestamp, devolvido))
         return resposta
 
-    # ------------------------------------------------------ registro em disco
+    def recusar_replicacao(self, pedido, conexao):
+        """REPLICATION e JOIN_OK na porta de escuta: ninguém escreve por fora do líder."""
+        return Mensagem(Mensagem.ERRO, value="%s só é aceito no canal que o seguidor abre ao "
+                        "líder" % pedido.tipo)
 
-    def registrar(self, linha):
-        """Sob a trava_put: acrescenta a REPLICATION ao registro (--dados) e compacta se cresceu."""
-        if self.registro is None:
-            return
-        self.registro.write(linha)
-        self.registro.flush()  # no SO: sobrevive a um kill -9 do processo
-        if self.fsync:
-            os.fsync(self.registro.fileno())  # no disco: sobrevive a uma queda de energia
-        self.linhas_registro += 1
-        if self.linhas_registro > 2 * len(self.tabela) + 1000:
-            self.compactar()
-
-    def compactar(self):
-        """Sob a trava_put: grava o snapshot (JOIN_OK) num arquivo novo e zera o registro."""
-        if self.pasta is None:
-            return
-        dados = {key: [value, ts] for key, (value, ts) in self.tabela.items()}
-        temporario = os.path.join(self.pasta, "snapshot.tmp")
-        with open(temporario, "wb") as arquivo:
-            arquivo.write(Mensagem(Mensagem.JOIN_OK, dados=dados,
-                                   timestamp=self.contador).para_linha())
-            arquivo.flush()
-            os.fsync(arquivo.fileno())
-        # replace é atômico: uma queda aqui deixa o snapshot velho ou o novo, nunca metade.
-        os.replace(temporario, os.path.join(self.pasta, "snapshot"))
-        if self.registro is not None:
-            self.registro.close()
-        self.registro = open(os.path.join(self.pasta, "registro"), "wb")
-        self.linhas_registro = 0
-
-    def recuperar_registro(self):
-        """Líder com --dados: lê o snapshot e refaz os PUTs do registro. Dano que não seja a
-        última linha cortada por uma queda levanta ValueError (o servidor não sobe)."""
-        try:
-            self.ler_registro()
-        except OSError as erro:
-            raise ValueError("Não foi possível usar a pasta de dados %s: %s."
-                             % (self.pasta, erro.strerror or erro)) from None
-
-    def ler_registro(self):
-        os.makedirs(self.pasta, exist_ok=True)
-        caminho = os.path.join(self.pasta, "snapshot")
-        if os.path.exists(caminho):
-            with open(caminho, "rb") as arquivo:
-                snapshot = Servidor.ler_linhas(caminho, arquivo.read(), Mensagem.JOIN_OK)
-            if len(snapshot) != 1:
-                raise ValueError("Registro em disco danificado: %s deve ter uma linha." % caminho)
-            self.tabela = {key: (value, ts) for key, (value, ts) in snapshot[0].dados.items()}
-            self.contador = snapshot[0].timestamp
-        caminho = os.path.join(self.pasta, "registro")
-        if os.path.exists(caminho):
-            with open(caminho, "rb") as arquivo:
-                conteudo = arquivo.read()
-            completo = conteudo[:conteudo.rfind(b"\n") + 1]
-            if len(completo) < len(conteudo):
-                self.avisar("%s: última linha cortada (queda no meio da gravação) descartada."
-                            % caminho)
-            for pedido in Servidor.ler_linhas(caminho, completo, Mensagem.REPLICATION):
-                if pedido.timestamp > self.contador:
-                    self.tabela[pedido.key] = (pedido.value, pedido.timestamp)
-                    self.contador = pedido.timestamp
-            # Reescreve sem a linha cortada, para os próximos PUTs começarem numa linha nova.
-            with open(caminho, "r+b") as arquivo:
-                arquivo.truncate(len(completo))
-        self.compactar()
+    # ==== início: porta, laço de accept, configuração, perguntas
 
     @staticmethod
-    def ler_linhas(caminho, conteudo, tipo):
-        """As mensagens de um arquivo do registro; qualquer dano levanta ValueError."""
-        mensagens = []
-        for numero, linha in enumerate(conteudo.splitlines(keepends=True), start=1):
-            try:
-                mensagem = Mensagem.de_linha(linha)
-            except ValueError as erro:
-                mensagem, motivo = None, erro
-            if mensagem is not None and mensagem.tipo != tipo:
-                motivo = "%s fora do lugar" % mensagem.tipo
-            if mensagem is None or mensagem.tipo != tipo:
-                raise ValueError("Registro em disco danificado: %s, linha %d (%s). Nada foi "
-                                 "apagado; confira o arquivo." % (caminho, numero, motivo))
-            mensagens.append(mensagem)
-        return mensagens
+    def abrir_porta(ip, porta):
+        """A porta de escuta, já aberta; OSError se não der (porta em uso, IP de fora)."""
+        familia = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        # create_server só liga SO_REUSEADDR onde é seguro (não no Windows).
+        ouvinte = socket.create_server((ip, porta), family=familia, backlog=256)
+        ouvinte.settimeout(Servidor.FATIA)
+        return ouvinte
 
-    # ------------------------------------------------------- configuração
+    def abrir(self, ouvinte=None):
+        """Abre a porta de escuta (OSError se não der; ou usa a já aberta), o registro em
+        disco e, no seguidor, o canal com o líder."""
+        self.ouvinte = ouvinte or Servidor.abrir_porta(self.ip, self.porta)
+        # [threads] Uma thread escreve no console.
+        self.console.start()
+        if self.eh_lider:
+            if self.pasta is not None:
+                self.recuperar_registro()
+        else:
+            # [threads] Uma thread mantém o canal de replicação com o líder.
+            Servidor.CanalDoLider(self).start()
+
+    # [5b] Atende conexões simultâneas: uma thread (Conexao) por conexão aceita.
+    def servir(self):
+        """Laço de accept até parar; o prazo curto deixa Ctrl+C funcionar no Windows."""
+        while not self.parar.is_set():
+            try:
+                sock, endereco = self.ouvinte.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                # Falta de descritores (EMFILE) e afins: espera um pouco e segue aceitando.
+                self.parar.wait(0.1)
+                continue
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.settimeout(None)
+            except OSError:
+                sock.close()  # o cliente desistiu entre o connect e o accept
+                continue
+            try:
+                # [threads] Cada conexão ganha a sua thread.
+                Servidor.Conexao(self, sock, endereco).start()
+            except RuntimeError:
+                sock.close()  # sem memória para outra thread: recusa esta conexão
+
+    def fechar(self):
+        """Para o laço de accept, fecha a porta e escreve o que ainda está na fila do console."""
+        self.parar.set()
+        if self.ouvinte is not None:
+            self.ouvinte.close()
+        if self.console.is_alive():
+            self.mostrar(None, None)
+            self.console.join(Servidor.PRAZO_SAIDA)
 
     @staticmethod
     def separar(endereco):
@@ -913,21 +958,21 @@ class Servidor:
                     (de_b & todas and any(Servidor.local(e) for e in de_a)))
 
     @staticmethod
-    def porta_valida(texto):
+    def ler_porta(texto):
         """Converte a porta digitada; ValueError com a frase para a pessoa."""
         if not Mensagem.porta_valida(texto):
             raise ValueError("Porta inválida: use um número de 1 a 65535.")
         return int(texto)
 
     @staticmethod
-    def ip_valido(texto):
+    def ler_ip(texto):
         """O IP digitado, se resolve; ValueError com a frase para a pessoa."""
         if not Servidor.resolver(texto):
             raise ValueError("IP inválido: %s não é um endereço conhecido." % texto)
         return texto
 
     @staticmethod
-    def atraso_valido(texto):
+    def ler_atraso(texto):
         try:
             atraso = float(texto)
         except ValueError:
@@ -937,7 +982,7 @@ class Servidor:
         return atraso
 
     @staticmethod
-    def prazo_valido(texto):
+    def ler_prazo(texto):
         try:
             prazo = float(texto)
         except ValueError:
@@ -953,8 +998,8 @@ class Servidor:
         posicionais = []
         opcoes = {"atraso_replicacao": 0.0, "dados": None, "fsync": False,
                   "prazo_replicacao": Servidor.PRAZO_REPLICACAO, "detalhes": False}
-        com_valor = {"--atraso-replicacao": ("atraso_replicacao", Servidor.atraso_valido),
-                     "--prazo-replicacao": ("prazo_replicacao", Servidor.prazo_valido),
+        com_valor = {"--atraso-replicacao": ("atraso_replicacao", Servidor.ler_atraso),
+                     "--prazo-replicacao": ("prazo_replicacao", Servidor.ler_prazo),
                      "--dados": ("dados", str)}
         sem_valor = {"--fsync": "fsync", "--detalhes": "detalhes"}
         i = 0
@@ -988,8 +1033,8 @@ class Servidor:
         if not posicionais:
             return None, opcoes
         ip, porta, ip_lider, porta_lider = posicionais
-        return (Servidor.ip_valido(ip), Servidor.porta_valida(porta),
-                Servidor.ip_valido(ip_lider), Servidor.porta_valida(porta_lider)), opcoes
+        return (Servidor.ler_ip(ip), Servidor.ler_porta(porta),
+                Servidor.ler_ip(ip_lider), Servidor.ler_porta(porta_lider)), opcoes
 
     @staticmethod
     def perguntar(texto, padrao, converter=str):
@@ -1004,14 +1049,14 @@ class Servidor:
     # [5a] Inicialização: IP e porta deste servidor e do líder, lidos do teclado.
     @staticmethod
     def perguntar_tudo():
-        """As quatro perguntas: (ip, porta, porta de escuta já aberta, ip do líder, porta dele)."""
+        """As quatro perguntas: (ip, porta, porta de escuta aberta, ip do líder, porta dele)."""
         aberta = None
         while aberta is None:
-            ip = Servidor.perguntar("IP", Servidor.IP_PADRAO, Servidor.ip_valido)
+            ip = Servidor.perguntar("IP", Servidor.IP_PADRAO, Servidor.ler_ip)
             aberta = Servidor.perguntar_porta(ip)
-        ip_lider = Servidor.perguntar("IP do líder", Servidor.IP_PADRAO, Servidor.ip_valido)
+        ip_lider = Servidor.perguntar("IP do líder", Servidor.IP_PADRAO, Servidor.ler_ip)
         porta_lider = Servidor.perguntar("Porta do líder", Servidor.PORTA_PADRAO,
-                                         Servidor.porta_valida)
+                                         Servidor.ler_porta)
         return (ip,) + aberta + (ip_lider, porta_lider)
 
     @staticmethod
@@ -1019,7 +1064,7 @@ class Servidor:
         """Pergunta a porta e já a abre: em uso, é perguntada de novo na hora, não depois das
         perguntas do líder. (porta, ouvinte); None se o IP não serve (aí ele é perguntado)."""
         while True:
-            porta = Servidor.perguntar("Porta", Servidor.PORTA_PADRAO, Servidor.porta_valida)
+            porta = Servidor.perguntar("Porta", Servidor.PORTA_PADRAO, Servidor.ler_porta)
             try:
                 return porta, Servidor.abrir_porta(ip, porta)
             except OSError as erro:
