@@ -21,32 +21,42 @@ class Servidor:
         responde; um JOIN faz dela o canal de um seguidor, que passa a um Canal;
       - Canal (líder, uma por seguidor unido) lê os REPLICATION_OK dele e o retira no prazo;
       - CanalDoLider (seguidor) abre o canal ao líder (JOIN) e aplica cada REPLICATION;
-      - Console escreve as linhas do console, em ordem.
+      - Console escreve as linhas do console, em ordem (os outros só as enfileiram).
 
-    Um PUT no líder (tratar_put): sob a trava_put, gravar dá o próximo timestamp, grava tabela
-    e disco e manda a REPLICATION a cada canal; fora das travas, esperar_confirmacoes dorme até
-    o Canal que lê o último REPLICATION_OK que faltava abrir o seu sinal; então PUT_OK. Um PUT
-    num seguidor (encaminhar_put) vai ao líder com a origem do cliente, e a resposta volta.
+    Um PUT no líder (tratar_put): sob a trava_put, gravar_e_replicar dá o próximo timestamp,
+    grava disco e tabela e manda a REPLICATION pelo canal de cada seguidor; fora das travas,
+    esperar_confirmacoes dorme até o Canal que lê o último REPLICATION_OK que faltava abrir o
+    seu sinal; então PUT_OK. Um PUT num seguidor (encaminhar_put) vai ao líder com a origem do
+    cliente, por uma conexão só daquela Conexao, e a resposta volta ao cliente. No seguidor,
+    CanalDoLider -> replicar -> aplicar_replicacao aplica e confirma cada REPLICATION. Sem
+    seguidor unido, o PUT_OK sai na hora e a escrita fica só no líder (e no disco, com --dados).
 
     Recuperação, sem relógio: cada JOIN traz a tabela e o contador do seguidor, e o líder funde
-    (fundir), sob a trava_put: uma key que só o seguidor tem, ou que ele tem com ts maior, entra
-    como está no seguidor; as que só o líder tem ficam; e se o contador do seguidor passa o do
-    líder, as escritas que este líder aceitou desde que subiu são refeitas por cima, na ordem
-    original, com timestamps acima do contador do seguidor (como o novo líder do ZooKeeper, que
-    sincroniza a partir do maior zxid). Se algo mudou, todo seguidor refaz o JOIN.
+    (fundir), sob a trava_put. Uma key que só o seguidor tem, ou que ele tem com ts maior, entra
+    como está no seguidor, salvo as que este líder mesmo escreveu desde que subiu (proprias); as
+    que só o líder tem ficam. Se o contador do seguidor passa o do líder, ou ele tem, de uma key
+    escrita aqui, uma versão de ts igual ou maior, as escritas deste líder são refeitas por
+    cima, na ordem original, com timestamps acima de tudo o que o seguidor viu (como o novo
+    líder do ZooKeeper sincroniza a partir do maior zxid). Se algo mudou, todo seguidor refaz o
+    JOIN e recebe a tabela fundida.
 
     Travas, sempre nesta ordem: trava_put, depois trava_tabela ou trava_confirmacoes.
-      trava_put (líder)          contador, proprias, ids, registro e linhas_registro (disco);
-                                 trocar a tabela inteira (fundir); enviar em um canal (e anotar
-                                 em canal.pendentes); o JOIN a pega para o snapshot e para unir
-      trava_tabela               operações em tabela; no seguidor, também o contador; nunca
-                                 presa durante rede ou disco (GET e REPLICATION só pegam esta)
-      trava_confirmacoes (líder) esperas, canal.confirmado, e tirar de canal.pendentes
+      trava_put (líder)          contador do líder, proprias, ids, registro e linhas_registro;
+                                 todo envio num canal (snapshot à parte) e o append em
+                                 canal.pendentes; todo escritor da tabela do líder a tem, então
+                                 ler a tabela do líder sob ela basta (fundir, compactar)
+      trava_tabela               cada operação no dicionário tabela que outra thread pode ver
+                                 (o GET lê só com ela; quem escreve a tem junto), e o contador
+                                 do seguidor; nunca presa durante rede ou disco
+      trava_confirmacoes (líder) esperas, canal.confirmado, e o popleft de canal.pendentes
       canais                     escrito com trava_put e trava_confirmacoes, lido com qualquer uma
     Sem trava, e por quê: a configuração (ip, porta, lider, prazos, pasta) não muda depois do
-    __init__; canal.pendentes e a fila do Console são deques, em que pôr numa ponta e tirar da
-    outra é seguro entre threads; avisados é um set de assuntos (no pior caso um aviso sai duas
-    vezes); cada Conexao tem só para si a conexão de encaminhamento.
+    __init__; ler_registro roda antes de haver outras threads; canal.pendentes só perde itens
+    na thread do seu Canal (que também olha o primeiro sem trava), e deque aceita pôr numa ponta
+    e tirar da outra em threads diferentes, como a fila do Console; avisados é um set de
+    assuntos (no pior caso um aviso sai duas vezes); a conexão de encaminhamento é de uma
+    Conexao só. Qualquer conexão pode mandar JOIN (o seguidor abre o canal como um cliente):
+    não há autenticação, e um JOIN falso custa no máximo um prazo, sem apagar keys.
     """
 
     IP_PADRAO = "127.0.0.1"
@@ -176,11 +186,11 @@ class Servidor:
     class Canal(threading.Thread):
         """Líder: lê, em ordem, os REPLICATION_OK de um seguidor; retira quem passa do prazo.
 
-        Só lê: quem escreve no socket são os PUTs, sob a trava_put, com o prazo de replicação
-        fixado no JOIN. Esta thread lê por uma cópia do socket (dup) com prazo de uma FATIA: o
-        recv volta a cada fatia para conferir o prazo do seguidor, sem um select antes de cada
-        leitura e sem mudar o prazo de quem envia (os dois prazos são positivos, então as duas
-        cópias concordam em ser não bloqueantes no sistema).
+        Só lê: quem escreve no socket (os PUTs e o JOIN, sob a trava_put) usa o prazo de
+        replicação fixado no JOIN. Esta thread lê por uma cópia do socket (dup) com prazo de
+        uma FATIA: o recv volta a cada fatia para conferir o prazo do seguidor, sem um select
+        antes de cada leitura e sem mudar o prazo de quem envia (os dois prazos são positivos,
+        então as duas cópias concordam em ser não bloqueantes no sistema).
         """
 
         def __init__(self, servidor, sock, origem, timestamp):
@@ -370,13 +380,13 @@ class Servidor:
 
     def escrever(self, linha):
         """Uma linha da seção 6 do enunciado no console (pela thread Console)."""
-        self.mostrar(sys.stdout, linha)
+        self.enfileirar(sys.stdout, linha)
 
     def avisar(self, linha):
         """Uma linha de erro para a pessoa, em stderr (stdout só tem as linhas da seção 6)."""
-        self.mostrar(sys.stderr, linha)
+        self.enfileirar(sys.stderr, linha)
 
-    def mostrar(self, arquivo, linha):
+    def enfileirar(self, arquivo, linha):
         self.console.fila.append((arquivo, linha))
 
     def detalhar(self, linha):
@@ -401,7 +411,7 @@ class Servidor:
         with self.trava_put:
             anterior = self.ids.get(pedido.id) if pedido.id is not None else None
             if anterior is None:
-                timestamp = self.gravar(pedido.key, pedido.value, pedido.id)
+                timestamp = self.gravar_e_replicar(pedido.key, pedido.value, pedido.id)
             elif anterior[1] != hash((pedido.key, pedido.value)):
                 return Mensagem(Mensagem.ERRO, value="o id %s já foi usado por outro PUT; nada "
                                 "foi gravado" % Mensagem.mostrar(pedido.id))
@@ -415,7 +425,7 @@ class Servidor:
         return Mensagem(Mensagem.PUT_OK, key=pedido.key, value=pedido.value, timestamp=timestamp,
                         id=pedido.id)
 
-    def gravar(self, key, value, id_put):
+    def gravar_e_replicar(self, key, value, id_put):
         """Sob a trava_put: o próximo timestamp, a tabela, o disco e a REPLICATION a cada canal.
 
         Enviar sob a trava mantém a ordem total no fio sem filas; o envio tem o prazo do
@@ -527,7 +537,7 @@ class Servidor:
         if recusa is not None:
             recusa.enviar(sock)
             return False
-        tabela, snapshot, timestamp = self.preparar_snapshot(pedido)
+        tabela, snapshot, timestamp = self.fundir_e_copiar(pedido)
         # Prazo fixado aqui, uma vez: vale para o snapshot e, depois, para cada envio do canal.
         sock.settimeout(self.prazo_replicacao)
         Mensagem(Mensagem.JOIN_OK, dados=snapshot, timestamp=timestamp).enviar(sock)
@@ -556,18 +566,28 @@ class Servidor:
     def fundir(self, pedido):
         """Sob a trava_put: junta à tabela o que o JOIN traz (a regra está na docstring da
         classe). Se algo mudou, grava o snapshot e derruba os canais: cada seguidor refaz o
-        JOIN e recebe a tabela fundida."""
+        JOIN e recebe a tabela fundida.
+
+        Exemplo: o líder volta vazio e aceita k (ts 1). Um seguidor entra com contador 98 e
+        m em ts 98: m entra como está, e k é refeito em ts 99. Outro entra com contador 100 e
+        a k de antes em ts 100 (um cliente pode ter lido essa): k é refeito de novo, em 101."""
         contador = max(self.contador, pedido.timestamp or 0)
         novas = {}
+        refazer = contador > self.contador  # o seguidor viu mais da história que o líder
         for key, (value, ts) in (pedido.dados or {}).items():
             atual = self.tabela.get(key)
-            if key not in self.proprias and (atual is None or atual[1] < ts):
-                novas[key] = (value, ts)
-        if not novas and contador == self.contador:
+            if key not in self.proprias:
+                if atual is None or atual[1] < ts:
+                    novas[key] = (value, ts)
+            elif ts > atual[1] or (ts == atual[1] and value != atual[0]):
+                # Uma k de antes do reinício com ts igual ou maior que o da escrita deste
+                # líder: um cliente pode tê-la visto, então a escrita daqui vai para cima.
+                refazer = True
+        if not novas and not refazer:
             return  # o caso comum: o seguidor só está atrasado
         tabela = dict(self.tabela)
         tabela.update(novas)
-        if contador > self.contador:
+        if refazer:
             # As escritas deste líder vêm depois de tudo o que o seguidor viu: refeitas por
             # cima, na ordem original, com timestamps novos acima do contador dele.
             for key in sorted(self.proprias, key=lambda k: self.tabela[k][1]):
@@ -582,7 +602,7 @@ class Servidor:
         self.detalhar("fundido o JOIN de %s (contador dele %d): %d keys dele, contador agora %d."
                       % (pedido.origem, pedido.timestamp or 0, len(novas), contador))
 
-    def preparar_snapshot(self, pedido):
+    def fundir_e_copiar(self, pedido):
         """Sob a trava_put: funde o JOIN e copia a tabela num ponto da ordem total; devolve
         (o dicionário de agora, a cópia, o contador)."""
         with self.trava_put:
@@ -635,7 +655,8 @@ class Servidor:
             self.compactar()
 
     def compactar(self):
-        """Sob a trava_put: grava o snapshot (JOIN_OK) num arquivo novo e zera o registro."""
+        """Sob a trava_put (ou na subida, antes das outras threads): grava o snapshot (JOIN_OK)
+        num arquivo novo e zera o registro."""
         if self.pasta is None:
             return
         temporario = os.path.join(self.pasta, "snapshot.tmp")
@@ -811,12 +832,12 @@ class Servidor:
             if self.atraso_replicacao > 0:
                 # Demonstração: cada REPLICATION confirmada assim que aplicada.
                 for pedido in pedidos:
-                    self.tratar_replicacao(pedido).enviar(sock)
+                    self.aplicar_replicacao(pedido).enviar(sock)
             elif pedidos:
-                sock.sendall(b"".join(self.tratar_replicacao(p).para_linha() for p in pedidos))
+                sock.sendall(b"".join(self.aplicar_replicacao(p).para_linha() for p in pedidos))
 
     # [5d] Recebe REPLICATION: aplica (salvo se já tem mais novo) e responde REPLICATION_OK.
-    def tratar_replicacao(self, pedido):
+    def aplicar_replicacao(self, pedido):
         """Seguidor, só no canal com o líder: aplica a REPLICATION e devolve REPLICATION_OK."""
         if pedido.tipo != Mensagem.REPLICATION:
             raise ValueError("o líder enviou %s no canal de replicação" % pedido.tipo)
@@ -916,7 +937,7 @@ class Servidor:
         if self.ouvinte is not None:
             self.ouvinte.close()
         if self.console.is_alive():
-            self.mostrar(None, None)
+            self.enfileirar(None, None)
             self.console.join(Servidor.PRAZO_SAIDA)
 
     @staticmethod

@@ -393,3 +393,27 @@ def test_join_que_mente_ou_nao_termina_nao_apaga_nada(cluster):
     esperado["k0"] = ("novo", resposta["timestamp"])
     exigir_tudo_em_todos(portas, esperado)
     meia.close()
+
+
+def test_escrita_do_lider_novo_sobe_acima_de_uma_versao_de_antes_com_ts_maior(cluster):
+    """[5f] Dois seguidores voltam a um líder que reiniciou e aceitou k1 e k2: o primeiro (com
+    contador 98) faz o líder refazer k1 e k2 em 99 e 100; o segundo traz a k1 de antes em ts
+    100, que um cliente pode ter lido. A k1 do líder novo sobe acima dela: quem viu ts 100 lê
+    a k1 nova, em vez de TRY_OTHER para sempre."""
+    porta = porta_livre()
+    cluster.servidor(porta, porta)
+    for key in ("k1", "k2"):
+        assert trocar(porta, {"tipo": "PUT", "key": key, "value": "novo"})["tipo"] == "PUT_OK"
+    falsos = []
+    for origem, timestamp, dados in (("127.0.0.1:1", 98, {"m": ["de antes", 98]}),
+                                     ("127.0.0.1:2", 100, {"k1": ["de antes", 100]})):
+        with socket.create_connection(("127.0.0.1", porta), timeout=PRAZO) as sock:
+            sock.sendall(json.dumps({"tipo": "JOIN", "origem": origem, "timestamp": timestamp,
+                                     "dados": dados}).encode() + b"\n")
+            falsos.append(json.loads(sock.makefile("rb").readline()))
+    assert [f["tipo"] for f in falsos] == ["JOIN_OK", "JOIN_OK"]
+    assert falsos[0]["dados"]["k1"] == ["novo", 99] and falsos[0]["timestamp"] == 100
+    lido = get(porta, "k1", 100)
+    assert (lido["tipo"], lido["value"]) == ("GET_OK", "novo") and lido["timestamp"] > 100, lido
+    assert get(porta, "m", 98) == {"tipo": "GET_OK", "key": "m", "value": "de antes",
+                                   "timestamp": 98}
