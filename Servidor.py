@@ -25,8 +25,9 @@ class Servidor:
 
     Um PUT no líder (tratar_put): sob a trava_put, gravar_e_replicar dá o próximo timestamp,
     grava disco e tabela e manda a REPLICATION pelo canal de cada seguidor; fora das travas,
-    esperar_confirmacoes dorme até o Canal que lê o último REPLICATION_OK que faltava abrir o
-    seu sinal; então PUT_OK. Um PUT num seguidor (encaminhar_put) vai ao líder com a origem do
+    esperar_confirmacoes dorme até o seu sinal ser aberto (liberar_confirmados: pelo Canal que
+    lê o último REPLICATION_OK que faltava, ou quando um seguidor que faltava sai do conjunto);
+    então PUT_OK. Um PUT num seguidor (encaminhar_put) vai ao líder com a origem do
     cliente, por uma conexão só daquela Conexao, e a resposta volta ao cliente. No seguidor,
     CanalDoLider -> replicar -> aplicar_replicacao aplica e confirma cada REPLICATION. Sem
     seguidor unido, o PUT_OK sai na hora e a escrita fica só no líder (e no disco, com --dados).
@@ -35,7 +36,7 @@ class Servidor:
     (fundir), sob a trava_put. Uma key que só o seguidor tem, ou que ele tem com ts maior, entra
     como está no seguidor, salvo as que este líder mesmo escreveu desde que subiu (proprias); as
     que só o líder tem ficam. Se o contador do seguidor passa o do líder, ou ele tem, de uma key
-    escrita aqui, uma versão de ts igual ou maior, as escritas deste líder são refeitas por
+    escrita aqui, outra versão de ts igual ou maior, as escritas deste líder são refeitas por
     cima, na ordem original, com timestamps acima de tudo o que o seguidor viu (como o novo
     líder do ZooKeeper sincroniza a partir do maior zxid). Se algo mudou, todo seguidor refaz o
     JOIN e recebe a tabela fundida.
@@ -51,12 +52,15 @@ class Servidor:
       trava_confirmacoes (líder) esperas, canal.confirmado, e o popleft de canal.pendentes
       canais                     escrito com trava_put e trava_confirmacoes, lido com qualquer uma
     Sem trava, e por quê: a configuração (ip, porta, lider, prazos, pasta) não muda depois do
-    __init__; ler_registro roda antes de haver outras threads; canal.pendentes só perde itens
+    __init__; ler_registro roda na subida, antes de qualquer conexão ou canal (só o Console já
+    existe, e só escreve); canal.pendentes só perde itens
     na thread do seu Canal (que também olha o primeiro sem trava), e deque aceita pôr numa ponta
     e tirar da outra em threads diferentes, como a fila do Console; avisados é um set de
     assuntos (no pior caso um aviso sai duas vezes); a conexão de encaminhamento é de uma
-    Conexao só. Qualquer conexão pode mandar JOIN (o seguidor abre o canal como um cliente):
-    não há autenticação, e um JOIN falso custa no máximo um prazo, sem apagar keys.
+    Conexao só. Qualquer conexão pode mandar JOIN (o seguidor abre o canal como um cliente), e
+    não há autenticação: um JOIN falso pode trocar valores pela fusão e subir o contador, e com
+    o endereço de um seguidor de verdade o tira do conjunto até ele refazer o JOIN; nunca apaga
+    uma key, e não segura os PUTs mais que um prazo.
     """
 
     IP_PADRAO = "127.0.0.1"
@@ -226,8 +230,9 @@ class Servidor:
                         if linhas:
                             motivo = servidor.confirmar(self, linhas)
                             progresso = time.monotonic()
-                        if len(resto) > Mensagem.FOLGA:
-                            motivo = "linha longa demais no canal"  # um REPLICATION_OK é curto
+                        if len(resto) > Mensagem.LIMITE_RESPOSTA:
+                            # O REPLICATION_OK leva a key, que pode ter até 16 MiB.
+                            motivo = "linha longa demais no canal"
                     if self.pendentes and motivo is None:
                         # O prazo conta desde o envio, ou desde a última confirmação: um
                         # seguidor lento que confirma uma a uma segue unido.

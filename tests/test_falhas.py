@@ -506,3 +506,19 @@ def test_id_repetido_nao_grava_de_novo_e_id_com_outro_pedido_recebe_erro(cluster
         assert get_direto(porta, "j") == {"tipo": "GET_OK", "key": "j", "value": None,
                                           "timestamp": 0}
     assert trocar(portas[0], {"tipo": "PUT", "key": "n", "value": "v"})["timestamp"] == 2
+
+
+def test_key_longa_nao_tira_o_seguidor_do_conjunto(cluster):
+    """[5d][5e] O REPLICATION_OK leva a key: uma key de 200 KiB (legal) chega ao líder em
+    vários pedaços, e o seguidor segue unido, PUT depois de PUT."""
+    (lider, _, _), portas = cluster.tres()
+    key = "k" * (200 * 1024)
+    for i in range(3):
+        resposta = trocar(portas[0], {"tipo": "PUT", "key": key, "value": "v%d" % i})
+        assert resposta["tipo"] == "PUT_OK", resposta
+        for porta in portas[1:]:
+            lido = get_direto(porta, key, resposta["timestamp"])
+            assert (lido["tipo"], lido["value"]) == ("GET_OK", "v%d" % i)
+    lider.sincronizar()
+    assert lider.erro() == ""
+    assert [lider.unioes(p) for p in portas[1:]] == [1, 1]
