@@ -149,6 +149,34 @@ class Processo:
         self.popen.send_signal(signal.SIGINT)
 
 
+class ClienteAberto(Processo):
+    """Cliente.py com o stdin aberto: para no menu esperando a pessoa digitar (digitar)."""
+
+    def __init__(self, cluster, nome, prefixo=()):
+        self.nome = nome
+        self.porta = None
+        self.barreiras = 0
+        self.marca = 0
+        self.caminho_saida = os.path.join(cluster.pasta, nome + ".out")
+        self.caminho_erro = os.path.join(cluster.pasta, nome + ".err")
+        with open(self.caminho_saida, "wb") as saida, open(self.caminho_erro, "wb") as erro:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-u"] + list(prefixo) + ["Cliente.py"], cwd=RAIZ,
+                stdin=subprocess.PIPE, stdout=saida, stderr=erro, env=AMBIENTE_FILHO)
+        cluster.pilha.callback(self.terminar)
+
+    def digitar(self, texto):
+        self.popen.stdin.write(texto.encode("utf-8"))
+        self.popen.stdin.flush()
+
+    def terminar(self):
+        try:
+            self.popen.stdin.close()
+        except OSError:
+            pass  # o cliente já saiu: o pipe está quebrado
+        Processo.terminar(self)
+
+
 def aceita_conexao(porta):
     try:
         with socket.create_connection(("127.0.0.1", porta), timeout=1):

@@ -4,17 +4,14 @@ certa, sem mexer no sorteio do cliente: cada ordem possível é conferida quando
 """
 
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from conftest import (AMBIENTE_FILHO, PRAZO, RAIZ, Cliente, Mensagem, enderecos, esperar,
+from conftest import (PRAZO, Cliente, ClienteAberto, Mensagem, enderecos, esperar,
                       esperar_unido, porta_livre, trocar)
 
 # Perguntas do menu: tiradas do stdout para sobrar só as linhas do enunciado (seção 6).
@@ -93,21 +90,8 @@ class ServidorFalso:
             sock.close()
 
 
-class MenuAberto:
+class MenuAberto(ClienteAberto):
     """Cliente.py com o stdin aberto: a pessoa digita uma ação, espera a resposta, digita outra."""
-
-    def __init__(self, cluster, nome, prefixo=()):
-        self.caminho_saida = os.path.join(cluster.pasta, nome + ".out")
-        self.caminho_erro = os.path.join(cluster.pasta, nome + ".err")
-        with open(self.caminho_saida, "wb") as saida, open(self.caminho_erro, "wb") as erro:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-u"] + list(prefixo) + ["Cliente.py"], cwd=RAIZ,
-                stdin=subprocess.PIPE, stdout=saida, stderr=erro, env=AMBIENTE_FILHO)
-        cluster.pilha.callback(self.encerrar)
-
-    def digitar(self, texto):
-        self.popen.stdin.write(texto.encode("utf-8"))
-        self.popen.stdin.flush()
 
     def ler(self, caminho):
         with open(caminho, encoding="utf-8", errors="replace") as f:
@@ -135,17 +119,6 @@ class MenuAberto:
         """Fecha o stdin (EOF): o cliente sai limpo; devolve o código de saída."""
         self.popen.stdin.close()
         return self.popen.wait(PRAZO)
-
-    def encerrar(self):
-        if not self.popen.stdin.closed:
-            try:
-                self.popen.stdin.close()
-            except OSError:
-                pass  # o cliente já saiu: o pipe está quebrado
-        if self.popen.poll() is None:
-            self.popen.kill()
-        self.popen.wait(PRAZO)
-
 
 @pytest.fixture
 def falsos(cluster):

@@ -14,13 +14,12 @@ import socket
 import statistics
 import struct
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from conftest import (AMBIENTE_FILHO, PRAZO, RAIZ, SONDA, Cluster, Processo, aceita_conexao,
+from conftest import (PRAZO, SONDA, ClienteAberto, Cluster, Processo, aceita_conexao,
                       enderecos, esperar, esperar_unido, porta_livre)
 from Cliente import Cliente
 from Mensagem import Mensagem
@@ -204,32 +203,6 @@ def servidor_como_no_windows(cluster, porta, porta_lider, *extras):
         return aceita_conexao(porta)
     esperar(pronto, motivo="%s aceitar conexões" % nome)
     return proc
-
-
-class ClienteNoConsole(Processo):
-    """Cliente.py com o stdin aberto: para no menu esperando a pessoa digitar."""
-
-    def __init__(self, cluster, nome, prefixo=()):
-        self.nome = nome
-        self.caminho_saida = os.path.join(cluster.pasta, nome + ".out")
-        self.caminho_erro = os.path.join(cluster.pasta, nome + ".err")
-        self.marca = 0
-        with open(self.caminho_saida, "wb") as saida, open(self.caminho_erro, "wb") as erro:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-u"] + list(prefixo) + ["Cliente.py"], cwd=RAIZ,
-                stdin=subprocess.PIPE, stdout=saida, stderr=erro, env=AMBIENTE_FILHO)
-        cluster.pilha.callback(self.terminar)
-
-    def digitar(self, texto):
-        self.popen.stdin.write(texto.encode("utf-8"))
-        self.popen.stdin.flush()
-
-    def terminar(self):
-        try:
-            self.popen.stdin.close()
-        except OSError:
-            pass  # o cliente já saiu: o pipe está quebrado
-        Processo.terminar(self)
 
 
 def exigir_fim_com_ctrl_c(proc):
@@ -982,7 +955,7 @@ def test_ctrl_c_no_seguidor_dormindo_numa_replicacao(cluster):
 @so_posix
 def test_ctrl_c_no_cliente_no_menu(cluster):
     """[4a] Ctrl+C no cliente parado no menu encerra em até 2 s, com código 0 e sem traceback."""
-    cliente = ClienteNoConsole(cluster, "cliente-menu")
+    cliente = ClienteAberto(cluster, "cliente-menu")
     cliente.digitar("INIT\n" + "\n%d\n" % porta_livre() * 3)
     esperar(lambda: cliente.saida().count(Cliente.MENU) >= 2, motivo="o cliente voltar ao menu")
     exigir_fim_com_ctrl_c(cliente)
@@ -996,7 +969,7 @@ def test_ctrl_c_no_cliente_esperando_um_put(cluster):
     lider = cluster.servidor(portas[0], portas[0])
     cluster.servidor(portas[1], portas[0], "--atraso-replicacao", "30")
     esperar_unido(lider, portas[1])
-    cliente = ClienteNoConsole(cluster, "cliente-put", ["-c", COMO_NO_WINDOWS])
+    cliente = ClienteAberto(cluster, "cliente-put", ["-c", COMO_NO_WINDOWS])
     cliente.digitar("INIT\n" + "\n%d\n" % portas[0] * 3 + "PUT\nk\nv\n")
     esperar_put_no_lider(lider, "k", "v")   # o cliente mandou e espera a resposta
     exigir_fim_com_ctrl_c(cliente)
