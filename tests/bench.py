@@ -13,6 +13,8 @@ Medidas:
     os clientes ficam em até 8 processos geradores (o GIL do gerador não é o gargalo);
   - CPU dos servidores por requisição, dos três juntos, com 8 clientes: utime + stime de
     /proc/<pid>/stat (do SO, não tempo de parede) dividido pelas requisições feitas;
+  - ocioso: a CPU por segundo do servidor que mais gasta, 10 s sem pedido nenhum, e quanto a
+    linha de um GET leva, logo depois, para aparecer no console do seguidor (ms);
   - disco: vazão de PUT com 8 clientes num cluster cujo líder grava o registro (--dados) e
     noutro com --dados --fsync, como razão ao cluster sem disco medido na mesma rodada;
   - JOIN: o líder guarda 100 000 keys; (1) a troca JOIN -> JOIN_OK feita pelo bench com o
@@ -23,14 +25,16 @@ Medidas:
 
 Uso:
     python tests/bench.py [--json arquivo.json] [--rapido] [--codigo PASTA] [--rodadas N]
-                          [--clientes 1,8,32] [--fases latencia,vazao,disco,join] [--keys-join N]
-                          [--fixar] [--perfil PASTA] [--manter]
+                          [--clientes 1,8,32] [--fases latencia,vazao,ocioso,disco,join]
+                          [--keys-join N] [--fixar] [--perfil PASTA] [--manter] [--contra PASTA]
     python tests/bench.py --eco PORTA        # só o servidor eco (o bench o inicia sozinho)
 
---codigo PASTA roda Servidor.py e Mensagem.py de outra pasta (padrão: a raiz do repositório),
-para comparar uma mudança com o código atual. --perfil PASTA grava, com py-spy (se instalado),
-um perfil de cada servidor durante as fases de vazão. Numa máquina com outras cargas,
-"nice -n -10 python tests/bench.py" (como root) tira boa parte da interferência, e --fixar
+--codigo PASTA roda Servidor.py e Mensagem.py de outra pasta (padrão: a raiz do repositório).
+--contra PASTA mede o código de --codigo contra o de PASTA na mesma execução: um segundo
+cluster com aquele código toma o lugar do eco em cada par (fases latencia, vazao e ocioso), e
+cada número sai como razão à outra versão, da mesma rodada. --perfil PASTA grava, com py-spy
+(se instalado), um perfil de cada servidor durante as fases de vazão. Numa máquina com
+outras cargas, "nice -n -10 python tests/bench.py" (como root) tira boa parte da interferência, e --fixar
 (Linux) prende cada servidor num núcleo, o que tira a maior parte da oscilação da vazão.
 """
 
@@ -59,8 +63,10 @@ AQUECIMENTO = 50         # requisições por conexão antes de medir
 
 # Tamanho de cada fase: pares KV/eco por medida, requisições por latência, segundos por vazão.
 PARAMETROS = {
-    "completo": {"rodadas": 7, "n_latencia": 2000, "duracao": 2.0, "rodadas_join": 3},
-    "rapido": {"rodadas": 2, "n_latencia": 1000, "duracao": 0.5, "rodadas_join": 1},
+    "completo": {"rodadas": 7, "n_latencia": 2000, "duracao": 2.0, "rodadas_join": 3,
+                 "ocioso": 10.0, "rodadas_ocioso": 3},
+    "rapido": {"rodadas": 2, "n_latencia": 1000, "duracao": 0.5, "rodadas_join": 1,
+               "ocioso": 3.0, "rodadas_ocioso": 1},
 }
 
 
@@ -339,6 +345,8 @@ class Bench:
         self.pasta = pasta
         self.pilha = pilha
         self.codigo = os.path.abspath(opcoes.codigo)
+        self.contra = os.path.abspath(opcoes.contra) if opcoes.contra else None
+        self.nome_referencia = "antes" if self.contra else "eco"
         self.p = dict(PARAMETROS["rapido" if opcoes.rapido else "completo"])
         if opcoes.rodadas:
             self.p["rodadas"] = opcoes.rodadas
@@ -348,9 +356,9 @@ class Bench:
 
     # ---- processos ----
 
-    def servidor(self, porta, porta_lider, nome, extras=()):
+    def servidor(self, porta, porta_lider, nome, extras=(), codigo=None):
         args = ["Servidor.py", IP, str(porta), IP, str(porta_lider)] + list(extras)
-        proc = Processo(args, self.pasta, nome, self.codigo)
+        proc = Processo(args, self.pasta, nome, codigo or self.codigo)
         self.pilha.callback(proc.terminar)
 
         def pronto():
@@ -365,16 +373,33 @@ class Bench:
                             self.pasta, "eco", RAIZ)
         self.pilha.callback(self.eco.terminar)
         esperar(lambda: self.eco.exigir_vivo() or aceita_conexao(self.porta_eco), "eco")
-        self.portas = [porta_livre() for _ in range(3)]
-        self.lider = self.servidor(self.portas[0], self.portas[0], "lider")
-        self.seguidores = [self.servidor(p, self.portas[0], "seguidor%d" % i)
-                           for i, p in enumerate(self.portas[1:], start=1)]
-        for porta in self.portas[1:]:
-            esperar(lambda: unido(self.portas[0], porta),
-                    "seguidor %d unir-se ao líder" % porta)
-        self.pids_kv = [self.lider.pid] + [s.pid for s in self.seguidores]
+        self.portas, processos = self.cluster("", self.codigo)
+        self.lider, self.seguidores = processos[0], processos[1:]
+        self.pids_kv = [proc.pid for proc in processos]
+        if self.contra:
+            # --contra: o outro lado de cada par é um segundo cluster, com o outro código.
+            self.portas_contra, self.processos_contra = self.cluster("contra-", self.contra)
+
+    def cluster(self, prefixo, codigo):
+        """Líder e dois seguidores unidos, com as keys que os GETs leem: (portas, processos)."""
+        portas = [porta_livre() for _ in range(3)]
+        processos = [self.servidor(portas[0], portas[0], prefixo + "lider", codigo=codigo)]
+        processos += [self.servidor(p, portas[0], "%sseguidor%d" % (prefixo, i), codigo=codigo)
+                      for i, p in enumerate(portas[1:], start=1)]
+        for porta in portas[1:]:
+            esperar(lambda: unido(portas[0], porta), "seguidor %d unir-se ao líder" % porta)
         # As keys que os GETs leem já existem em todos (PUT no líder espera as réplicas).
-        self.pre_carregar(self.portas[0], KEYS_BASE, "valor-%04d-pré-carregado")
+        self.pre_carregar(portas[0], KEYS_BASE, "valor-%04d-pré-carregado")
+        return portas, processos
+
+    def referencia(self, porta):
+        """O outro lado do par para um servidor do KV: o eco, ou o mesmo papel no cluster de
+        --contra. Devolve (porta, pids cuja CPU conta, processo que atende)."""
+        if not self.contra:
+            return self.porta_eco, [self.eco.pid], self.eco
+        indice = self.portas.index(porta)
+        return (self.portas_contra[indice], [proc.pid for proc in self.processos_contra],
+                self.processos_contra[indice])
 
     def pre_carregar(self, porta, quantas, modelo, lote=500):
         """PUTs em lotes pela mesma conexão (pipeline): o protocolo responde em ordem."""
@@ -455,7 +480,8 @@ class Bench:
             yield kv, eco
 
     def fixar(self, alvo):
-        """--fixar: o eco e o servidor que atende o cliente na última CPU, os outros nas demais.
+        """--fixar: o eco e o servidor que atende o cliente na última CPU, os outros nas demais
+        (com --contra, também o servidor do mesmo papel no outro cluster).
 
         O cliente da latência também vai para as demais: a ida e volta é sempre entre núcleos,
         igual para o KV e o eco. Os geradores de vazão ficam livres.
@@ -467,14 +493,17 @@ class Bench:
             return
         ultima = {os.cpu_count() - 1}
         self.cpus_cliente = set(range(os.cpu_count() - 1)) or ultima
-        fixar_processo(self.eco.pid, ultima)
-        for proc in [self.lider] + self.seguidores:
-            fixar_processo(proc.pid, ultima if proc is alvo else self.cpus_cliente)
+        kv = [self.lider] + self.seguidores
+        alvo_referencia = self.referencia(self.portas[kv.index(alvo)])[2]
+        outros = [] if not self.contra else self.processos_contra
+        for proc in kv + outros + [self.eco]:
+            fixar_processo(proc.pid, ultima if proc in (alvo, alvo_referencia, self.eco)
+                           else self.cpus_cliente)
 
     # ---- fases ----
 
     def latencias(self):
-        """Latência com um cliente: rodadas de pares (KV, eco) seguidos."""
+        """Latência com um cliente: rodadas de pares (KV, eco ou --contra) seguidos."""
         casos = [("GET no seguidor", "GET", self.portas[1], "GET_OK"),
                  ("PUT no líder", "PUT", self.portas[0], "PUT_OK"),
                  ("PUT no seguidor", "PUT", self.portas[2], "PUT_OK")]
@@ -486,8 +515,10 @@ class Bench:
                         "semente": 7, "n": self.p["n_latencia"]}
                 amostras = sorted(self.geradores([spec], cpus=self.cpus_cliente)[0]["amostras"])
                 return statistics.median(amostras), p99(amostras)
+            porta_ref = self.referencia(porta)[0]
+            esperado_ref = esperado if self.contra else tipo  # o eco devolve o pedido
             for kv, eco in self.pares(lambda: medir(porta, esperado),
-                                      lambda: medir(self.porta_eco, tipo)):
+                                      lambda: medir(porta_ref, esperado_ref)):
                 self.anotar("latência %s, mediana" % nome, kv[0], eco[0])
                 self.anotar("latência %s, p99" % nome, kv[1], eco[1])
             self.mostrar_progresso("latência %s" % nome)
@@ -514,12 +545,44 @@ class Bench:
             for clientes in self.opcoes.clientes:
                 def medir(porta, esperado, pids):
                     return self.medir_vazao(porta, tipo, esperado, clientes, pids)
+                porta_ref, pids_ref = self.referencia(porta)[:2]
+                esperado_ref = esperado if self.contra else tipo
                 for kv, eco in self.pares(lambda: medir(porta, esperado, self.pids_kv),
-                                          lambda: medir(self.porta_eco, tipo, [self.eco.pid])):
+                                          lambda: medir(porta_ref, esperado_ref, pids_ref)):
                     self.anotar("vazão %s, %d clientes" % (tipo, clientes), kv[0], eco[0])
                     if clientes == 8 and kv[1] is not None:
                         self.anotar("CPU por %s (3 servidores), 8 clientes" % tipo, kv[1], eco[1])
                 self.mostrar_progresso("vazão %s com %d clientes" % (tipo, clientes))
+
+    def ocioso(self):
+        """Servidores parados: a CPU do que mais gasta, por segundo, em p["ocioso"] segundos
+        sem pedido nenhum (os dois lados ao mesmo tempo); e, logo depois, quanto a linha de
+        um GET leva para aparecer no console do seguidor (o Console olha a fila mais devagar
+        quando nada acontece)."""
+        segundos = self.p["ocioso"]
+        kv = [self.lider] + self.seguidores
+        referencia = self.processos_contra if self.contra else [self.eco]
+        for _ in range(self.p["rodadas_ocioso"]):
+            antes = {proc.pid: cpu_dos([proc.pid]) for proc in kv + referencia}
+            time.sleep(segundos)  # a janela medida: ninguém fala com os servidores
+
+            def maior(processos):
+                return max(cpu_dos([p.pid]) - antes[p.pid] for p in processos) / segundos * 1e3
+            self.anotar("ocioso: CPU do servidor que mais gasta", maior(kv), maior(referencia))
+            porta_ref, _, proc_ref = self.referencia(self.portas[1])
+            self.anotar("ocioso: linha de um GET no console, depois do silêncio",
+                        self.primeira_linha(self.seguidores[0], self.portas[1]),
+                        self.primeira_linha(proc_ref, porta_ref))
+        self.mostrar_progresso("servidores ociosos")
+
+    @staticmethod
+    def primeira_linha(proc, porta):
+        """ms entre mandar um GET e o stdout do processo crescer (a linha do pedido)."""
+        tamanho = os.path.getsize(proc.caminho_saida)
+        inicio = time.perf_counter()
+        pedir(porta, {"tipo": "GET", "key": "chave-0000", "timestamp": 0})
+        esperar(lambda: os.path.getsize(proc.caminho_saida) > tamanho, "a linha do GET")
+        return (time.perf_counter() - inicio) * 1e3
 
     def disco(self):
         """PUT com 8 clientes no cluster sem disco e em dois iguais cujo líder grava o registro
@@ -637,7 +700,23 @@ METAS = [
 ]
 
 
+# Issue #16: um servidor parado quase não gasta CPU, e a linha depois do silêncio não demora.
+METAS_OCIOSO = [
+    ("ocioso: CPU do servidor que mais gasta", "kv", "<=", 3.0, "≤ 3 ms/s"),
+    ("ocioso: linha de um GET no console, depois do silêncio", "kv", "<=", 250.0, "≤ 250 ms"),
+]
+METAS += METAS_OCIOSO
+# Com --contra PASTA (issue #16, contra o código de c81a006): razão hoje/antes por rodada.
+METAS_CONTRA = METAS_OCIOSO + [
+    ("latência PUT no líder, mediana", "razao", "<=", 0.9, "razão ≤ 0,9"),
+    ("CPU por PUT (3 servidores), 8 clientes", "razao", "<=", 0.9, "razão ≤ 0,9"),
+    ("vazão PUT, 8 clientes", "razao", ">=", 1.1, "razão ≥ 1,1"),
+]
+
+
 def unidade(nome):
+    if nome.startswith("ocioso"):
+        return ("ms/s" if "CPU" in nome else "ms"), 1.0
     if nome.startswith("latência") or nome.startswith("CPU"):
         return "µs", 1.0
     if nome.startswith("vazão"):
@@ -655,18 +734,22 @@ def cumpre(resumo, meta):
     return {"<=": valor <= limite, ">=": valor >= limite, "<": valor < limite}[comparacao]
 
 
-def tabela(resumo):
-    """A tabela: mediana do KV, mediana do eco, mediana das razões por rodada, meta."""
-    linhas = ["%-68s %9s %9s %7s  %s" % ("medida", "KV", "eco", "KV/eco", "meta")]
-    metas = {m[0]: m for m in METAS}
+def tabela(resumo, referencia="eco"):
+    """A tabela: mediana do KV, mediana da referência (o eco, ou o código de --contra), mediana
+    das razões por rodada com o menor e o maior valor, meta."""
+    linhas = ["%-68s %9s %9s %7s %11s  %s" % ("medida", "KV", referencia, "KV/" + referencia,
+                                               "(min-max)", "meta")]
+    metas = {m[0]: m for m in (METAS_CONTRA if referencia == "antes" else METAS)}
     for nome, r in resumo.items():
         nome_unidade, fator = unidade(nome)
         meta = metas.get(nome)
         veredito = "" if meta is None else "%s: %s" % (meta[4], "ok" if cumpre(resumo, meta)
                                                          else "NÃO")
-        linhas.append("%-68s %9s %9s %7.2f  %s" % (
+        razoes = [x for x in r["rodadas"]["razoes"] if x is not None]
+        linhas.append("%-68s %9s %9s %7.2f %11s  %s" % (
             "%s (%s)" % (nome, nome_unidade), formatar(r["kv"] * fator),
-            formatar(r["eco"] * fator), r["razao"], veredito))
+            formatar(r["eco"] * fator), r["razao"],
+            "%.2f-%.2f" % (min(razoes), max(razoes)), veredito))
     return "\n".join(linhas)
 
 
@@ -703,9 +786,13 @@ def principal(argv):
     analisador.add_argument("--rapido", action="store_true", help="rodada curta (< 1 min)")
     analisador.add_argument("--codigo", default=RAIZ, metavar="PASTA",
                             help="pasta com Servidor.py e Mensagem.py (padrão: o repositório)")
+    analisador.add_argument("--contra", metavar="PASTA",
+                            help="o outro lado de cada par é um cluster com o Servidor.py e o "
+                                 "Mensagem.py desta pasta, no lugar do eco (fases latencia, "
+                                 "vazao e ocioso)")
     analisador.add_argument("--rodadas", type=int, help="pares KV/eco por medida")
     analisador.add_argument("--keys-join", type=int, default=100000, help="keys no líder do JOIN")
-    analisador.add_argument("--fases", default="latencia,vazao,disco,join",
+    analisador.add_argument("--fases", default="latencia,vazao,ocioso,disco,join",
                             help="quais fases rodar, separadas por vírgula")
     analisador.add_argument("--clientes", default=[1, 8, 32], type=inteiros,
                             help="clientes simultâneos nas fases de vazão (padrão 1,8,32)")
@@ -731,13 +818,16 @@ def principal(argv):
     if opcoes.fixar and not hasattr(os, "sched_setaffinity"):
         analisador.error("--fixar só funciona no Linux")
     fases = opcoes.fases.split(",")
+    if opcoes.contra and not set(fases) <= {"latencia", "vazao", "ocioso"}:
+        analisador.error("--contra só mede as fases latencia, vazao e ocioso (use --fases)")
     pasta = tempfile.mkdtemp(prefix="kv-bench-")
     inicio = time.monotonic()
     try:
         with contextlib.ExitStack() as pilha:
             bench = Bench(opcoes, pasta, pilha)
-            print("KV Store contra o eco; código em %s; %s; %d CPUs; saídas em %s"
-                  % (bench.codigo, platform.python_version(), os.cpu_count(), pasta),
+            print("KV Store contra %s; código em %s; %s; %d CPUs; saídas em %s"
+                  % (bench.contra or "o eco", bench.codigo, platform.python_version(),
+                     os.cpu_count(), pasta),
                   file=sys.stderr, flush=True)
             bench.subir()
             if "latencia" in fases:
@@ -747,6 +837,8 @@ def principal(argv):
                     medir_com_perfil(bench, opcoes.perfil, bench.vazoes)
                 else:
                     bench.vazoes()
+            if "ocioso" in fases:
+                bench.ocioso()
             if "disco" in fases:
                 bench.disco()
             if "join" in fases:
@@ -764,18 +856,20 @@ def principal(argv):
         codigo = os.path.relpath(bench.codigo)
     except ValueError:
         codigo = bench.codigo  # Windows: outra unidade de disco
-    print("\nKV Store (%s) contra o eco; %s %s; %d CPUs%s; %d rodadas; %.0f s"
-          % (codigo, platform.python_implementation(), platform.python_version(),
+    print("\nKV Store (%s) contra %s; %s %s; %d CPUs%s; %d rodadas; %.0f s"
+          % (codigo, bench.contra or "o eco", platform.python_implementation(),
+             platform.python_version(),
              os.cpu_count(), " (--fixar)" if opcoes.fixar else "", bench.p["rodadas"],
              time.monotonic() - inicio))
     if bench.tamanho_snapshot:
         print("JOIN: líder com %d keys, snapshot de %.1f MB"
               % (opcoes.keys_join, bench.tamanho_snapshot / 1e6))
-    print(tabela(resumo))
+    print(tabela(resumo, bench.nome_referencia))
     if opcoes.json:
         with open(opcoes.json, "w", encoding="utf-8") as f:
             json.dump({"python": platform.python_version(), "cpus": os.cpu_count(),
-                       "parametros": bench.p, "codigo": bench.codigo, "fixar": opcoes.fixar,
+                       "parametros": bench.p, "codigo": bench.codigo, "contra": bench.contra,
+                       "fixar": opcoes.fixar,
                        "keys_join": opcoes.keys_join, "bytes_snapshot": bench.tamanho_snapshot,
                        "medidas": resumo},
                       f, ensure_ascii=False, indent=1)
