@@ -190,11 +190,11 @@ class Servidor:
     class Canal(threading.Thread):
         """Líder: lê, em ordem, os REPLICATION_OK de um seguidor; retira quem passa do prazo.
 
-        Só lê: quem escreve no socket (os PUTs e o JOIN, sob a trava_put) usa o prazo de
-        replicação fixado no JOIN. Esta thread lê por uma cópia do socket (dup) com prazo de
-        uma FATIA: o recv volta a cada fatia para conferir o prazo do seguidor, sem um select
-        antes de cada leitura e sem mudar o prazo de quem envia (os dois prazos são positivos,
-        então as duas cópias concordam em ser não bloqueantes no sistema).
+        Só lê: quem escreve no socket (os PUTs e o JOIN, sob a trava_put) passa por
+        enviar_ao_seguidor. Esta thread lê por uma cópia do socket (dup) com prazo de uma
+        FATIA: o recv volta a cada fatia para conferir o prazo do seguidor, sem um select antes
+        de cada leitura e sem mexer no prazo de quem envia (prazo zero ou positivo, as duas
+        cópias concordam em ser não bloqueantes no sistema).
         """
 
         def __init__(self, servidor, sock, origem, timestamp):
@@ -206,6 +206,8 @@ class Servidor:
             # confirmação, em ordem: (ts, instante do envio).
             self.confirmado = timestamp
             self.pendentes = collections.deque()
+            # Por que quem envia derrubou o canal (um envio preso que passou do prazo).
+            self.motivo = None
 
         def run(self):
             servidor = self.servidor
@@ -245,6 +247,7 @@ class Servidor:
             finally:
                 if leitor is not None:
                     leitor.close()
+                motivo = motivo or self.motivo
                 if motivo is not None:
                     servidor.avisar("Seguidor %s retirado: %s. Ele volta quando refizer o JOIN."
                                     % (self.origem, motivo))
@@ -454,10 +457,33 @@ class Servidor:
             # Registra antes de enviar: a confirmação pode chegar antes do sendall voltar.
             canal.pendentes.append((self.contador, agora))
             try:
-                canal.sock.sendall(linha)
-            except OSError:
+                self.enviar_ao_seguidor(canal.sock, linha)
+            except socket.timeout:
+                # Um seguidor que não lê (pausado, ou falso) não segura os PUTs: sai com aviso.
+                canal.motivo = ("não leu a REPLICATION ts:%d em %g s"
+                                % (self.contador, self.prazo_replicacao))
                 Servidor.derrubar(canal.sock)
+            except OSError:
+                Servidor.derrubar(canal.sock)  # o seguidor caiu: a thread do Canal o retira
         return self.contador
+
+    def enviar_ao_seguidor(self, sock, linha):
+        """Sob a trava_put: manda uma linha pelo canal de um seguidor, no prazo de replicação.
+
+        O socket do canal fica sem prazo no Python (settimeout(0)): a linha que cabe no buffer
+        do sistema, o caso comum, sai num send só, sem o poll que um prazo põe antes de cada
+        envio. Só o resto de uma que não coube espera, com o prazo.
+        """
+        try:
+            enviado = sock.send(linha)
+        except BlockingIOError:
+            enviado = 0  # buffer cheio: o seguidor está lendo devagar
+        if enviado < len(linha):
+            sock.settimeout(self.prazo_replicacao)
+            try:
+                sock.sendall(memoryview(linha)[enviado:])
+            finally:
+                sock.settimeout(0)
 
     def esperar_confirmacoes(self, timestamp, origens):
         """Dorme, fora de todas as travas, até cada seguidor de origens (unido no PUT, e ainda
@@ -543,7 +569,7 @@ class Servidor:
             recusa.enviar(sock)
             return False
         tabela, snapshot, timestamp = self.fundir_e_copiar(pedido)
-        # Prazo fixado aqui, uma vez: vale para o snapshot e, depois, para cada envio do canal.
+        # O snapshot tem o prazo de replicação; unido, o canal envia por enviar_ao_seguidor.
         sock.settimeout(self.prazo_replicacao)
         Mensagem(Mensagem.JOIN_OK, dados=snapshot, timestamp=timestamp).enviar(sock)
         try:
@@ -631,10 +657,11 @@ class Servidor:
                 novos = sorted((ts, key, value) for key, (value, ts) in self.tabela.items()
                                if ts > timestamp)
             agora = time.monotonic()
+            sock.settimeout(0)  # daqui em diante, todo envio passa por enviar_ao_seguidor
             for ts, key, value in novos:
                 canal.pendentes.append((ts, agora))
-                sock.sendall(Mensagem(Mensagem.REPLICATION, key=key, value=value,
-                                      timestamp=ts).para_linha())
+                self.enviar_ao_seguidor(sock, Mensagem(Mensagem.REPLICATION, key=key,
+                                                       value=value, timestamp=ts).para_linha())
             with self.trava_confirmacoes:
                 antigo = self.canais.get(origem)
                 self.canais[origem] = canal

@@ -522,3 +522,31 @@ def test_key_longa_nao_tira_o_seguidor_do_conjunto(cluster):
     lider.sincronizar()
     assert lider.erro() == ""
     assert [lider.unioes(p) for p in portas[1:]] == [1, 1]
+
+
+# Lento (~4 s): espera o prazo de replicação (encurtado para 3 s) passar uma vez.
+def test_envio_preso_num_seguidor_que_para_de_ler_sai_no_prazo(cluster):
+    """[5e] Um seguidor falso confirma o snapshot e para de ler: a REPLICATION de um value de
+    15 MiB não cabe nos buffers do sistema e o envio, sob a trava de PUT, fica preso. Ele sai
+    no prazo de replicação: o PUT termina com PUT_OK, o seguidor é retirado com um aviso e o
+    PUT seguinte não espera."""
+    porta = porta_livre()
+    lider = cluster.servidor(porta, porta, "--prazo-replicacao", str(PRAZO_CURTO))
+    porta_falsa = porta_livre()
+    falso, resposta = join_falso(porta, "127.0.0.1:%d" % porta_falsa, confirmar=True)
+    try:
+        assert resposta["tipo"] == "JOIN_OK"
+        esperar_unido(lider, porta_falsa)
+        inicio = time.monotonic()
+        resposta = trocar(porta, {"tipo": "PUT", "key": "k", "value": "x" * (15 * MIB)})
+        demora = time.monotonic() - inicio
+        assert (resposta["tipo"], resposta["timestamp"]) == ("PUT_OK", 1)
+        assert PRAZO_CURTO - 1 < demora < PRAZO_CURTO + PRAZO / 3, demora
+        inicio = time.monotonic()
+        assert trocar(porta, {"tipo": "PUT", "key": "k", "value": "v"})["tipo"] == "PUT_OK"
+        assert time.monotonic() - inicio < PRAZO / 3
+        esperar(lambda: "retirado" in lider.erro(), motivo="o líder avisar a retirada")
+        assert lider.erro().startswith("Seguidor 127.0.0.1:%d retirado: " % porta_falsa)
+    finally:
+        falso.close()
+    lider.exigir_vivo()
