@@ -14,7 +14,7 @@ RAIZ = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, RAIZ)
 
 from Cliente import Cliente  # noqa: E402
-from Mensagem import Mensagem  # noqa: E402
+from Mensagem import Mensagem  # noqa: E402,F401 (os testes importam daqui)
 
 PRAZO = 15.0          # toda espera dos testes tem este limite (SHORT_TIMEOUT do CPython)
 SONDA = 0.02          # intervalo entre sondagens

@@ -3,7 +3,6 @@
 import ast
 import io
 import os
-import sys
 
 import pytest
 
