@@ -454,7 +454,7 @@ class Servidor:
         # [5c] Replica (key, value, timestamp) nos seguidores com a mensagem REPLICATION.
         agora = time.monotonic()
         for canal in self.canais.values():
-            # Registra antes de enviar: a confirmação pode chegar antes do sendall voltar.
+            # Registra antes de enviar: a confirmação pode chegar antes do envio voltar.
             canal.pendentes.append((self.contador, agora))
             try:
                 self.enviar_ao_seguidor(canal.sock, linha)
