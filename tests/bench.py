@@ -34,8 +34,9 @@ Uso:
 cluster com aquele código toma o lugar do eco em cada par (fases latencia, vazao e ocioso), e
 cada número sai como razão à outra versão, da mesma rodada. --perfil PASTA grava, com py-spy
 (se instalado), um perfil de cada servidor durante as fases de vazão. Numa máquina com
-outras cargas, "nice -n -10 python tests/bench.py" (como root) tira boa parte da interferência, e --fixar
-(Linux) prende cada servidor num núcleo, o que tira a maior parte da oscilação da vazão.
+outras cargas, "nice -n -10 python tests/bench.py" (como root) tira boa parte da
+interferência, e --fixar (Linux) prende cada servidor num núcleo, o que tira a maior parte da
+oscilação da vazão.
 """
 
 import argparse
@@ -335,6 +336,20 @@ def cpu_dos(pids):
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_das_threads(pid):
+    """Tempo de CPU (s) das threads vivas do processo, em ns no /proc/<pid>/task/*/schedstat:
+    fino o bastante para um servidor parado (o utime + stime de cpu_dos anda de 10 em 10 ms).
+    Não conta threads que terminaram: só serve numa janela em que nenhuma termina."""
+    total = 0
+    for tarefa in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tarefa)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # uma thread que acabou de terminar
+    return total / 1e9
+
+
 # ============================================================ o bench
 
 class Bench:
@@ -559,15 +574,19 @@ class Bench:
         sem pedido nenhum (os dois lados ao mesmo tempo); e, logo depois, quanto a linha de
         um GET leva para aparecer no console do seguidor (o Console olha a fila mais devagar
         quando nada acontece)."""
+        if not os.path.isdir("/proc/self/task"):
+            self.mostrar_progresso("fase ocioso pulada: ela lê a CPU do /proc (Linux)")
+            return
         segundos = self.p["ocioso"]
         kv = [self.lider] + self.seguidores
         referencia = self.processos_contra if self.contra else [self.eco]
         for _ in range(self.p["rodadas_ocioso"]):
-            antes = {proc.pid: cpu_dos([proc.pid]) for proc in kv + referencia}
+            antes = {proc.pid: cpu_das_threads(proc.pid) for proc in kv + referencia}
             time.sleep(segundos)  # a janela medida: ninguém fala com os servidores
 
             def maior(processos):
-                return max(cpu_dos([p.pid]) - antes[p.pid] for p in processos) / segundos * 1e3
+                return max(cpu_das_threads(p.pid) - antes[p.pid]
+                           for p in processos) / segundos * 1e3
             self.anotar("ocioso: CPU do servidor que mais gasta", maior(kv), maior(referencia))
             porta_ref, _, proc_ref = self.referencia(self.portas[1])
             self.anotar("ocioso: linha de um GET no console, depois do silêncio",
@@ -679,8 +698,9 @@ class Bench:
         """nome -> {kv, eco, razao} (medianas) e o veredito de cada meta."""
         resumo = {}
         for nome, m in self.medidas.items():
+            razoes = [r for r in m["razoes"] if r is not None]  # sem razão: a referência deu 0
             resumo[nome] = {"kv": statistics.median(m["kv"]), "eco": statistics.median(m["eco"]),
-                            "razao": statistics.median(r for r in m["razoes"] if r is not None),
+                            "razao": statistics.median(razoes) if razoes else None,
                             "rodadas": m}
         return resumo
 
@@ -731,6 +751,8 @@ def formatar(valor):
 def cumpre(resumo, meta):
     nome, campo, comparacao, limite, _ = meta
     valor = resumo[nome][campo]
+    if valor is None:
+        return False
     return {"<=": valor <= limite, ">=": valor >= limite, "<": valor < limite}[comparacao]
 
 
@@ -746,10 +768,10 @@ def tabela(resumo, referencia="eco"):
         veredito = "" if meta is None else "%s: %s" % (meta[4], "ok" if cumpre(resumo, meta)
                                                          else "NÃO")
         razoes = [x for x in r["rodadas"]["razoes"] if x is not None]
-        linhas.append("%-68s %9s %9s %7.2f %11s  %s" % (
+        linhas.append("%-68s %9s %9s %7s %11s  %s" % (
             "%s (%s)" % (nome, nome_unidade), formatar(r["kv"] * fator),
-            formatar(r["eco"] * fator), r["razao"],
-            "%.2f-%.2f" % (min(razoes), max(razoes)), veredito))
+            formatar(r["eco"] * fator), "-" if r["razao"] is None else "%.2f" % r["razao"],
+            "%.2f-%.2f" % (min(razoes), max(razoes)) if razoes else "-", veredito))
     return "\n".join(linhas)
 
 
