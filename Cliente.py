@@ -219,9 +219,9 @@ class Cliente:
     def menu_init(self):
         servidores = []
         for numero, porta_padrao in enumerate(Cliente.PORTAS_PADRAO, start=1):
-            ip = input("IP do servidor %d [%s]: " % (numero, Cliente.IP_PADRAO)).strip()
+            ip = Cliente.perguntar_ip(numero)
             porta = Cliente.perguntar_porta(numero, porta_padrao)
-            servidores.append((ip or Cliente.IP_PADRAO, porta))
+            servidores.append((ip, porta))
         self.inicializar(servidores)
 
     def menu_put(self):
@@ -278,6 +278,16 @@ class Cliente:
               flush=True)
 
     @staticmethod
+    def perguntar_ip(numero):
+        """O IP do servidor, conferido como o servidor confere o dele; Enter aceita o padrão."""
+        while True:
+            ip = input("IP do servidor %d [%s]: " % (numero, Cliente.IP_PADRAO)).strip()
+            ip = ip or Cliente.IP_PADRAO
+            if Mensagem.enderecos_de(ip):
+                return ip
+            Cliente.avisar("IP inválido: %s não é um endereço conhecido." % ip)
+
+    @staticmethod
     def perguntar_porta(numero, padrao):
         while True:
             texto = input("Porta do servidor %d [%d]: " % (numero, padrao)).strip()
@@ -317,7 +327,7 @@ def main():
     try:
         cliente.menu()
     except (EOFError, KeyboardInterrupt):
-        pass  # fim da entrada ou Ctrl+C: sai limpo
+        print(flush=True)  # fim da entrada ou Ctrl+C: sai limpo, o shell na linha seguinte
     finally:
         cliente.fechar()
     return 0

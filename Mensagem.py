@@ -1,6 +1,7 @@
 """Mensagem: a única coisa que trafega na rede, como uma linha JSON (enunciado, seção 8)."""
 
 import json
+import socket
 
 
 class Mensagem:
@@ -299,6 +300,15 @@ class Mensagem:
     def porta_valida(texto):
         """Porta: só dígitos ASCII (não "²" nem "１", que isdigit() aceita), de 1 a 65535."""
         return texto.isascii() and texto.isdigit() and len(texto) <= 5 and 1 <= int(texto) <= 65535
+
+    @staticmethod
+    def enderecos_de(ip):
+        """Os endereços a que um IP ou nome resolve (localhost: 127.0.0.1 e ::1, em qualquer
+        ordem); vazio se não resolve. Servidor e Cliente conferem o IP digitado com ele."""
+        try:
+            return {info[4][0] for info in socket.getaddrinfo(ip, None, 0, socket.SOCK_STREAM)}
+        except (OSError, UnicodeError):
+            return set()
 
     @staticmethod
     def mostrar(valor):

@@ -38,8 +38,12 @@ class Servidor:
     que só o líder tem ficam. Se o contador do seguidor passa o do líder, ou ele tem, de uma key
     escrita aqui, outra versão de ts igual ou maior, as escritas deste líder são refeitas por
     cima, na ordem original, com timestamps acima de tudo o que o seguidor viu (como o novo
-    líder do ZooKeeper sincroniza a partir do maior zxid). Se algo mudou, todo seguidor refaz o
-    JOIN e recebe a tabela fundida.
+    líder do ZooKeeper sincroniza a partir do maior zxid). O que mudou vai aos seguidores unidos
+    como REPLICATIONs, e os PUTs que esperam seguem esperando as confirmações. Um líder que
+    acabou de subir não dá timestamp antes de ouvir a história (esperar_historia): até fundir
+    um seguidor com dados, ou dois sem nada, ou ESPERA_HISTORIA sem JOIN chegando; senão
+    daria números que a história de antes também tem, e um seguidor ainda com ela devolveria
+    a um cliente o valor velho da key que ele acabou de escrever (enunciado, seção 5f).
 
     Travas, sempre nesta ordem: trava_put, depois trava_tabela ou trava_confirmacoes.
       trava_put (líder)          contador do líder, proprias, ids, registro e linhas_registro;
@@ -78,15 +82,14 @@ class Servidor:
     PRAZO_REPLICACAO = 40.0
     PRAZO_REPLICACAO_MAXIMO = 600.0
     INTERVALO_REJOIN = 0.5   # entre tentativas do seguidor de entrar no líder
-    # Seguidor sem líder diz isso uma vez, só depois deste tempo: quem sobe os servidores à mão
-    # leva bem mais que alguns segundos digitando as quatro respostas de cada console.
-    AVISO_SEM_LIDER = 60.0
     ESPERA_APOS_RECUSA = 5.0  # líder que recusou o JOIN: o seguidor tenta de novo com calma
+    # Líder que acabou de subir: espera no máximo isto, sem nenhum JOIN chegando, antes do
+    # primeiro timestamp (um seguidor reconecta em até uns 2 s, também no Windows).
+    ESPERA_HISTORIA = 3.0
+    # Uma fusão não leva o contador do líder acima disto: sobra espaço nos 64 bits.
     MAIOR_CONTADOR_JOIN = Mensagem.MAIOR_TIMESTAMP // 2
     MAXIMO_IDS = 100000      # ids de PUT lembrados para reconhecer um PUT repetido
     PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
-    INTERVALO_CONSOLE = 0.01  # a thread Console escreve o que chegou a cada 10 ms
-    CONSOLE_OCIOSO = 0.2      # ou a cada 200 ms, se nada chegou no último segundo
     USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
            " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]"
            " [--prazo-replicacao SEGUNDOS] [--detalhes]")
@@ -119,6 +122,12 @@ class Servidor:
         # Líder: as keys que ele mesmo gravou desde que subiu. Um seguidor mais adiantado que
         # entra depois não apaga essas escritas: elas são refeitas por cima (fundir).
         self.proprias = set()
+        # Líder: aberto quando ele já pode dar timestamps (esperar_historia); as Conexoes que
+        # estão recebendo um JOIN; e os seguidores sem dados já fundidos.
+        self.historia = threading.Event()
+        self.subida = time.monotonic()
+        self.chegando = set()
+        self.vazios = set()
         # Registro em disco (--dados): arquivo aberto para acrescentar, e linhas desde o snapshot.
         self.pasta = dados
         self.fsync = fsync
@@ -159,8 +168,9 @@ class Servidor:
             entregue = False
             try:
                 while True:
+                    servidor.chegando.discard(self)
                     try:
-                        pedido = servidor.ler_pedido(self.sock, arquivo)
+                        pedido = servidor.ler_pedido(self, arquivo)
                     except ValueError as erro:
                         # Linha inválida: ERRO e segue; a linha inteira já foi consumida.
                         Mensagem(Mensagem.ERRO, value=str(erro)).enviar(self.sock)
@@ -173,7 +183,7 @@ class Servidor:
                     if pedido is None:
                         break
                     if pedido.tipo == Mensagem.JOIN:
-                        entregue = servidor.receber_seguidor(pedido, self.sock, arquivo)
+                        entregue = servidor.receber_seguidor(pedido, self, arquivo)
                         if entregue:
                             break
                         continue
@@ -181,6 +191,7 @@ class Servidor:
             except OSError:
                 pass  # o outro lado caiu ou fechou: nada a responder
             finally:
+                servidor.chegando.discard(self)
                 if self.encaminhamento is not None:
                     self.encaminhamento[0].close()
                 arquivo.close()  # o socket só fecha de fato quando o leitor também fecha
@@ -263,17 +274,23 @@ class Servidor:
 
         def run(self):
             servidor = self.servidor
-            sem_contato_desde = time.monotonic()
             avisado = None
             while not servidor.parar.is_set():
                 sock = None
-                contato = False
                 espera = Servidor.INTERVALO_REJOIN
                 try:
                     # [5a] O seguidor entra no líder: JOIN com a tabela e o contador dele, o
                     # snapshot (já fundido) instalado e confirmado; só então está unido.
-                    sock = socket.create_connection(servidor.lider, Servidor.PRAZO_CONEXAO)
-                    contato = True
+                    try:
+                        sock = socket.create_connection(servidor.lider, Servidor.PRAZO_CONEXAO)
+                    except OSError as erro:
+                        # Sem líder, o seguidor fica calado (enunciado, seção 6: só as linhas
+                        # pedidas); um líder digitado errado aparece no ERRO do primeiro PUT.
+                        servidor.detalhar_uma_vez("sem-lider", "sem contato com o líder %s (%s); "
+                                                  "tentando de novo." % (servidor.endereco_lider,
+                                                                         erro.strerror or erro))
+                        raise
+                    servidor.avisados.discard("sem-lider")  # a próxima falta é dita de novo
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     sock.settimeout(servidor.prazo_replicacao)
                     arquivo = sock.makefile("rb")
@@ -299,16 +316,6 @@ class Servidor:
                 finally:
                     if sock is not None:
                         sock.close()
-                if contato:
-                    sem_contato_desde = time.monotonic()
-                    servidor.avisados.discard("sem-lider")  # a próxima falta é avisada de novo
-                elif time.monotonic() - sem_contato_desde > Servidor.AVISO_SEM_LIDER:
-                    # Um líder digitado errado não passa calado: diz uma vez, com o endereço (e
-                    # o ERRO de um PUT por este seguidor já o nomeia na hora).
-                    servidor.avisar_uma_vez(
-                        "sem-lider", "Sem contato com o líder %s há %g s; tentando de novo "
-                        "(confira o IP e a porta do líder)."
-                        % (servidor.endereco_lider, Servidor.AVISO_SEM_LIDER))
                 servidor.parar.wait(espera)
 
     class Console(threading.Thread):
@@ -317,20 +324,16 @@ class Servidor:
 
         def __init__(self):
             super().__init__(daemon=True, name="console")
-            # (arquivo, linha) em ordem; (None, None) encerra. Quem acrescenta não acorda
-            # ninguém (nenhuma chamada ao sistema no caminho de um pedido): esta thread passa
-            # pela fila a cada INTERVALO_CONSOLE e escreve o lote de uma vez.
+            # (arquivo, linha) em ordem; (None, None) encerra. Quem acrescenta abre o aviso
+            # (enfileirar), e esta thread escreve na hora tudo o que achar na fila.
             self.fila = collections.deque()
+            self.aviso = threading.Event()
 
         def run(self):
-            ociosa = 0.0   # há quanto tempo a fila está vazia
             while True:
-                # Sem linhas há mais de 1 s, passa a olhar a fila a cada CONSOLE_OCIOSO: um
-                # servidor parado quase não gasta CPU, e a primeira linha sai em até 0,2 s.
-                espera = (Servidor.CONSOLE_OCIOSO if ociosa > 1.0
-                          else Servidor.INTERVALO_CONSOLE)
-                time.sleep(espera)
-                ociosa = 0.0 if self.fila else ociosa + espera
+                self.aviso.wait()
+                # Limpa antes de esvaziar: uma linha que chega depois abre o aviso de novo.
+                self.aviso.clear()
                 while self.fila:
                     arquivo, linha = self.fila.popleft()
                     if arquivo is None:
@@ -345,11 +348,14 @@ class Servidor:
 
     # ==== entrada e saída, comuns aos dois papéis
 
-    def ler_pedido(self, sock, arquivo):
+    def ler_pedido(self, conexao, arquivo):
         """Lê o próximo pedido; espera sem prazo por um novo, com prazo pelo resto dele."""
         # peek bloqueia só enquanto a conexão está ociosa e não consome nada. A linha inteira
         # já chegou (o caso comum): lê sem mexer no prazo, que custaria chamadas ao sistema.
         inicio = arquivo.peek(1)
+        if inicio.startswith(Mensagem.INICIO_JOIN):
+            self.chegando.add(conexao)  # um JOIN chegando segura o primeiro timestamp
+        sock = conexao.sock
         if not inicio or b"\n" in inicio:
             return Mensagem.receber(arquivo, join=True)
         # Só esta thread usa este socket: pode mudar o prazo dele.
@@ -396,6 +402,8 @@ class Servidor:
 
     def enfileirar(self, arquivo, linha):
         self.console.fila.append((arquivo, linha))
+        if not self.console.aviso.is_set():
+            self.console.aviso.set()  # só acorda o Console se ele está esperando
 
     def detalhar(self, linha):
         """Com --detalhes: a entrada e a saída de seguidores e as fusões, em stderr (para
@@ -408,6 +416,10 @@ class Servidor:
             self.avisados.add(assunto)
             self.avisar(linha)
 
+    def detalhar_uma_vez(self, assunto, linha):
+        if self.detalhes:
+            self.avisar_uma_vez(assunto, "Detalhe: " + linha)
+
     # ==== O LÍDER. PUT: timestamp, tabela, disco e REPLICATION; PUT_OK depois das confirmações
 
     # [5c] Recebe PUT no líder: grava com o próximo timestamp, replica, e responde.
@@ -416,10 +428,16 @@ class Servidor:
         cliente = pedido.origem or conexao.cliente
         self.escrever("Cliente %s PUT key:%s value:%s"
                       % (cliente, Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
+        self.esperar_historia()
         with self.trava_put:
             anterior = self.ids.get(pedido.id) if pedido.id is not None else None
             if anterior is None:
-                timestamp = self.gravar_e_replicar(pedido.key, pedido.value, pedido.id)
+                try:
+                    timestamp = self.gravar_e_replicar(pedido.key, pedido.value, pedido.id)
+                except OSError as erro:  # o registro em disco (--dados) falhou
+                    self.avisar("Erro ao gravar o registro em disco: %s." % (erro.strerror or erro))
+                    return Mensagem(Mensagem.ERRO, value="o líder não conseguiu gravar no disco; "
+                                    "o PUT pode ou não ter sido feito")
             elif anterior[1] != hash((pedido.key, pedido.value)):
                 return Mensagem(Mensagem.ERRO, value="o id %s já foi usado por outro PUT; nada "
                                 "foi gravado" % Mensagem.mostrar(pedido.id))
@@ -434,38 +452,46 @@ class Servidor:
                         id=pedido.id)
 
     def gravar_e_replicar(self, key, value, id_put):
-        """Sob a trava_put: o próximo timestamp, a tabela, o disco e a REPLICATION a cada canal.
+        """Sob a trava_put: o próximo timestamp, o disco, a tabela e a REPLICATION a cada canal.
 
-        Enviar sob a trava mantém a ordem total no fio sem filas; o envio tem o prazo do
-        socket do canal, e um canal que falha é derrubado (a thread dele o retira).
+        Enviar sob a trava mantém a ordem total no fio sem filas. OSError só do disco, antes
+        de qualquer mudança.
         """
-        self.contador += 1
-        self.proprias.add(key)
+        timestamp = self.contador + 1
         linha = Mensagem(Mensagem.REPLICATION, key=key, value=value,
-                         timestamp=self.contador).para_linha()
-        # O registro vem antes da replicação: o que um seguidor tem, o disco também tem.
+                         timestamp=timestamp).para_linha()
+        # O registro vem antes de tudo: o que a tabela ou um seguidor tem, o disco também tem.
         self.registrar(linha)
+        self.contador = timestamp
         with self.trava_tabela:
-            self.tabela[key] = (value, self.contador)
+            self.tabela[key] = (value, timestamp)
+        self.proprias.add(key)
         if id_put is not None:
-            self.ids[id_put] = (self.contador, hash((key, value)))
+            self.ids[id_put] = (timestamp, hash((key, value)))
             if len(self.ids) > Servidor.MAXIMO_IDS:
                 self.ids.popitem(last=False)
+        # Depois da tabela: a compactação grava a tabela com esta escrita dentro.
+        self.compactar_se_cresceu()
         # [5c] Replica (key, value, timestamp) nos seguidores com a mensagem REPLICATION.
-        agora = time.monotonic()
+        self.enviar_a_todos(linha, timestamp)
+        return timestamp
+
+    def enviar_a_todos(self, linha, timestamp):
+        """Sob a trava_put: a REPLICATION a cada canal; um canal que falha é derrubado (a
+        thread dele o retira)."""
         for canal in self.canais.values():
-            # Registra antes de enviar: a confirmação pode chegar antes do envio voltar.
-            canal.pendentes.append((self.contador, agora))
+            # Registra antes de enviar (a confirmação pode chegar antes do envio voltar), com
+            # a hora deste canal: o envio ao anterior pode ter esperado.
+            canal.pendentes.append((timestamp, time.monotonic()))
             try:
                 self.enviar_ao_seguidor(canal.sock, linha)
             except socket.timeout:
                 # Um seguidor que não lê (pausado, ou falso) não segura os PUTs: sai com aviso.
                 canal.motivo = ("não leu a REPLICATION ts:%d em %g s"
-                                % (self.contador, self.prazo_replicacao))
+                                % (timestamp, self.prazo_replicacao))
                 Servidor.derrubar(canal.sock)
             except OSError:
                 Servidor.derrubar(canal.sock)  # o seguidor caiu: a thread do Canal o retira
-        return self.contador
 
     def enviar_ao_seguidor(self, sock, linha):
         """Sob a trava_put: manda uma linha pelo canal de um seguidor, no prazo de replicação.
@@ -484,6 +510,19 @@ class Servidor:
                 sock.sendall(memoryview(linha)[enviado:])
             finally:
                 sock.settimeout(0)
+
+    def esperar_historia(self):
+        """Líder que acabou de subir: nenhum timestamp antes de ouvir a história. Espera até
+        fundir o JOIN de um seguidor com dados (fundir abre historia), ou até ESPERA_HISTORIA
+        sem nenhum JOIN chegando; nunca mais que o prazo de replicação."""
+        while not self.historia.is_set():
+            passou = time.monotonic() - self.subida
+            if passou >= self.prazo_replicacao or \
+                    (passou >= Servidor.ESPERA_HISTORIA and not self.chegando):
+                self.historia.set()
+            else:
+                self.historia.wait(min(Servidor.FATIA,
+                                       max(Servidor.ESPERA_HISTORIA - passou, 0.01)))
 
     def esperar_confirmacoes(self, timestamp, origens):
         """Dorme, fora de todas as travas, até cada seguidor de origens (unido no PUT, e ainda
@@ -512,7 +551,8 @@ class Servidor:
                     return "%s ts:%s fora de ordem no canal" % (confirmacao.tipo,
                                                                  confirmacao.timestamp)
                 canal.pendentes.popleft()
-                canal.confirmado = confirmacao.timestamp
+                # max: uma fusão manda keys com ts abaixo do já confirmado (e em ordem, atrás).
+                canal.confirmado = max(canal.confirmado, confirmacao.timestamp)
             self.liberar_confirmados()
         return None
 
@@ -558,17 +598,26 @@ class Servidor:
     # ==== O LÍDER. JOIN e recuperação: fundir o que o seguidor traz, snapshot, canal unido
 
     # [5a] JOIN no líder: manda o snapshot; confirmado, a conexão vira o canal do seguidor.
-    def receber_seguidor(self, pedido, sock, arquivo):
+    def receber_seguidor(self, pedido, conexao, arquivo):
         """Líder: JOIN -> JOIN_OK com o snapshot -> REPLICATION_OK dele -> canal unido.
 
         Devolve True se a conexão virou canal (a Conexao não a fecha). O snapshot é enviado e
         confirmado fora da trava_put: um seguidor lento ou falso não segura os PUTs.
         """
+        sock = conexao.sock
         recusa = self.recusar_join(pedido)
+        if recusa is None:
+            with self.trava_put:
+                recusa = self.fundir(pedido)
+                # Entradas não mudam (são trocadas): a cópia rasa fixa um instante. Os pares
+                # (value, ts) viajam como listas JSON: a cópia já é o "dados" do JOIN_OK.
+                tabela, timestamp = self.tabela, self.contador
+                with self.trava_tabela:
+                    snapshot = dict(tabela) if recusa is None else None
+        self.chegando.discard(conexao)
         if recusa is not None:
             recusa.enviar(sock)
             return False
-        tabela, snapshot, timestamp = self.fundir_e_copiar(pedido)
         # O snapshot tem o prazo de replicação; unido, o canal envia por enviar_ao_seguidor.
         sock.settimeout(self.prazo_replicacao)
         Mensagem(Mensagem.JOIN_OK, dados=snapshot, timestamp=timestamp).enviar(sock)
@@ -583,66 +632,77 @@ class Servidor:
         return True
 
     def recusar_join(self, pedido):
-        """O ERRO para um JOIN que não pode entrar, ou None."""
+        """O ERRO para um JOIN que não pode entrar em líder nenhum, ou None."""
         if not self.eh_lider:
             return Mensagem(Mensagem.ERRO,
                             value="este servidor é seguidor; o líder é %s" % self.endereco_lider)
         if Servidor.mesmo_servidor(Servidor.separar(pedido.origem), (self.ip, self.porta)):
             return Mensagem(Mensagem.ERRO, value="JOIN com o endereço do próprio líder")
-        if (pedido.timestamp or 0) > Servidor.MAIOR_CONTADOR_JOIN:
-            # Sem folga os próximos timestamps passariam do limite da Mensagem (64 bits).
-            return Mensagem(Mensagem.ERRO, value="contador do JOIN alto demais")
         return None
 
     def fundir(self, pedido):
         """Sob a trava_put: junta à tabela o que o JOIN traz (a regra está na docstring da
-        classe). Se algo mudou, grava o snapshot e derruba os canais: cada seguidor refaz o
-        JOIN e recebe a tabela fundida.
+        classe) e manda o que mudou aos seguidores unidos, como REPLICATIONs: eles confirmam
+        como de costume, e nenhum PUT que espera é liberado sem confirmação. Devolve o ERRO
+        de um JOIN que levaria o contador acima do limite, ou None.
 
         Exemplo: o líder volta vazio e aceita k (ts 1). Um seguidor entra com contador 98 e
         m em ts 98: m entra como está, e k é refeito em ts 99. Outro entra com contador 100 e
         a k de antes em ts 100 (um cliente pode ter lido essa): k é refeito de novo, em 101."""
-        contador = max(self.contador, pedido.timestamp or 0)
-        novas = {}
+        dados = pedido.dados or {}
+        # Uma key acima do contador do JOIN sobe o contador: nada fica acima do contador.
+        trazido = max([pedido.timestamp or 0] + [ts for _, ts in dados.values()])
+        contador = max(self.contador, trazido)
+        mudancas = {}
         refazer = contador > self.contador  # o seguidor viu mais da história que o líder
-        for key, (value, ts) in (pedido.dados or {}).items():
+        for key, (value, ts) in dados.items():
             atual = self.tabela.get(key)
             if key not in self.proprias:
                 if atual is None or atual[1] < ts:
-                    novas[key] = (value, ts)
+                    mudancas[key] = (value, ts)
             elif ts > atual[1] or (ts == atual[1] and value != atual[0]):
                 # Uma k de antes do reinício com ts igual ou maior que o da escrita deste
                 # líder: um cliente pode tê-la visto, então a escrita daqui vai para cima.
                 refazer = True
-        if not novas and not refazer:
-            return  # o caso comum: o seguidor só está atrasado
-        tabela = dict(self.tabela)
-        tabela.update(novas)
+        renumerados = {}
         if refazer:
             # As escritas deste líder vêm depois de tudo o que o seguidor viu: refeitas por
             # cima, na ordem original, com timestamps novos acima do contador dele.
             for key in sorted(self.proprias, key=lambda k: self.tabela[k][1]):
                 contador += 1
-                tabela[key] = (self.tabela[key][0], contador)
+                value, antigo = self.tabela[key]
+                mudancas[key] = (value, contador)
+                renumerados[antigo] = contador
+        if trazido > self.contador and contador > Servidor.MAIOR_CONTADOR_JOIN:
+            # Só quem traz mais que o líder é recusado: um seguidor no contador do líder, ou
+            # abaixo, sempre entra.
+            return Mensagem(Mensagem.ERRO, value="contador do JOIN alto demais: o limite é %d"
+                            % Servidor.MAIOR_CONTADOR_JOIN)
+        if not self.historia.is_set():
+            # Um seguidor com dados traz a história; dois sem nada (os três servidores do
+            # enunciado) dizem que não há história: o líder pode dar timestamps.
+            self.vazios.add(pedido.origem)
+            if trazido > 0 or len(self.vazios) >= 2:
+                self.historia.set()
+        if not mudancas and contador == self.contador:
+            return None  # o caso comum: o seguidor só está atrasado
+        tabela = dict(self.tabela)
+        tabela.update(mudancas)
         with self.trava_tabela:
             self.tabela = tabela
-            self.contador = contador
+        self.contador = contador
+        if renumerados:
+            # Um PUT repetido (mesmo id) responde o ts que a escrita tem agora.
+            for id_put, (ts, resumo) in list(self.ids.items()):
+                if ts in renumerados:
+                    self.ids[id_put] = (renumerados[ts], resumo)
         self.compactar()
-        for canal in self.canais.values():
-            Servidor.derrubar(canal.sock)
-        self.detalhar("fundido o JOIN de %s (contador dele %d): %d keys dele, contador agora %d."
-                      % (pedido.origem, pedido.timestamp or 0, len(novas), contador))
-
-    def fundir_e_copiar(self, pedido):
-        """Sob a trava_put: funde o JOIN e copia a tabela num ponto da ordem total; devolve
-        (o dicionário de agora, a cópia, o contador)."""
-        with self.trava_put:
-            self.fundir(pedido)
-            # Entradas não mudam (são trocadas): a cópia rasa fixa um instante. Os pares
-            # (value, ts) viajam como listas JSON: a cópia já é o "dados" do JOIN_OK.
-            with self.trava_tabela:
-                snapshot = dict(self.tabela)
-            return self.tabela, snapshot, self.contador
+        for ts, key, value in sorted((ts, key, value) for key, (value, ts) in mudancas.items()):
+            self.enviar_a_todos(Mensagem(Mensagem.REPLICATION, key=key, value=value,
+                                         timestamp=ts).para_linha(), ts)
+        self.detalhar("fundido o JOIN de %s (contador dele %d): %d keys mudaram, contador agora "
+                      "%d." % (pedido.origem, pedido.timestamp or 0, len(mudancas), contador))
+        return None
 
     def unir(self, origem, sock, tabela, timestamp):
         """Sob a trava_put: manda como REPLICATION o que entrou depois do snapshot e põe o
@@ -662,12 +722,17 @@ class Servidor:
                 canal.pendentes.append((ts, agora))
                 self.enviar_ao_seguidor(sock, Mensagem(Mensagem.REPLICATION, key=key,
                                                        value=value, timestamp=ts).para_linha())
+            # [threads] Uma thread por seguidor unido lê os REPLICATION_OK dele. Começa antes
+            # de o canal entrar no conjunto: se não começar, nenhum PUT espera por ele. Se ela
+            # já terminar, o retirar dela espera esta trava e acha o canal lá.
+            try:
+                canal.start()
+            except RuntimeError:
+                raise ConnectionError("sem memória para a thread do canal") from None
             with self.trava_confirmacoes:
                 antigo = self.canais.get(origem)
                 self.canais[origem] = canal
                 self.liberar_confirmados()
-            # [threads] Uma thread por seguidor unido lê os REPLICATION_OK dele.
-            canal.start()
         self.detalhar("seguidor %s unido no ts %d." % (origem, timestamp))
         if antigo is not None:
             Servidor.derrubar(antigo.sock)
@@ -675,7 +740,7 @@ class Servidor:
     # ==== O LÍDER. Registro em disco (--dados)
 
     def registrar(self, linha):
-        """Sob a trava_put: acrescenta a REPLICATION ao registro (--dados) e compacta se cresceu."""
+        """Sob a trava_put: acrescenta a REPLICATION ao registro (--dados)."""
         if self.registro is None:
             return
         self.registro.write(linha)
@@ -683,8 +748,16 @@ class Servidor:
         if self.fsync:
             os.fsync(self.registro.fileno())  # no disco: sobrevive a uma queda de energia
         self.linhas_registro += 1
-        if self.linhas_registro > 2 * len(self.tabela) + 1000:
-            self.compactar()
+
+    def compactar_se_cresceu(self):
+        """Sob a trava_put, com a escrita já na tabela: um registro grande vira snapshot."""
+        if self.registro is not None and self.linhas_registro > 2 * len(self.tabela) + 1000:
+            try:
+                self.compactar()
+            except OSError as erro:
+                # A escrita já está no registro: nada se perde, ele só segue crescendo.
+                self.avisar_uma_vez("compactar", "Não foi possível compactar o registro em "
+                                    "disco: %s." % (erro.strerror or erro))
 
     def compactar(self):
         """Sob a trava_put (ou na subida, antes das outras threads): grava o snapshot (JOIN_OK)
@@ -699,10 +772,11 @@ class Servidor:
             arquivo.flush()
             os.fsync(arquivo.fileno())
         # replace é atômico: uma queda aqui deixa o snapshot velho ou o novo, nunca metade.
+        # Com o snapshot novo no lugar, o registro velho só repetiria o que ele já tem.
         os.replace(temporario, os.path.join(self.pasta, "snapshot"))
-        if self.registro is not None:
-            self.registro.close()
-        self.registro = open(os.path.join(self.pasta, "registro"), "wb")
+        if self.registro is None:
+            self.registro = open(os.path.join(self.pasta, "registro"), "ab")
+        self.registro.truncate(0)
         self.linhas_registro = 0
 
     def recuperar_registro(self):
@@ -722,7 +796,8 @@ class Servidor:
             if len(snapshot) != 1:
                 raise ValueError("Registro em disco danificado: %s deve ter uma linha." % caminho)
             self.tabela = Servidor.tabela_de(snapshot[0].dados)
-            self.contador = snapshot[0].timestamp
+            # O contador nunca fica abaixo de um ts da tabela.
+            self.contador = max([snapshot[0].timestamp] + [ts for _, ts in self.tabela.values()])
         caminho = os.path.join(self.pasta, "registro")
         if os.path.exists(caminho):
             pedidos, inteiras = Servidor.ler_linhas(caminho, Mensagem.REPLICATION)
@@ -935,6 +1010,7 @@ class Servidor:
         if self.eh_lider:
             if self.pasta is not None:
                 self.recuperar_registro()
+            self.subida = time.monotonic()  # a espera pela história conta daqui
         else:
             # [threads] Uma thread mantém o canal de replicação com o líder.
             Servidor.CanalDoLider(self).start()
@@ -979,14 +1055,6 @@ class Servidor:
         return ip, int(porta)
 
     @staticmethod
-    def resolver(ip):
-        """Os endereços a que um nome resolve (localhost: 127.0.0.1 e ::1, em qualquer ordem)."""
-        try:
-            return {info[4][0] for info in socket.getaddrinfo(ip, None, 0, socket.SOCK_STREAM)}
-        except (OSError, UnicodeError):
-            return set()
-
-    @staticmethod
     def local(endereco):
         """É um endereço desta máquina? Só nele dá para abrir uma porta qualquer."""
         familia = socket.AF_INET6 if ":" in endereco else socket.AF_INET
@@ -1003,7 +1071,7 @@ class Servidor:
         0.0.0.0 e :: (todas as interfaces) valem por qualquer endereço local."""
         if a[1] != b[1]:
             return False
-        de_a, de_b = Servidor.resolver(a[0]), Servidor.resolver(b[0])
+        de_a, de_b = Mensagem.enderecos_de(a[0]), Mensagem.enderecos_de(b[0])
         if de_a & de_b:
             return True
         todas = {"0.0.0.0", "::"}
@@ -1020,7 +1088,7 @@ class Servidor:
     @staticmethod
     def ler_ip(texto):
         """O IP digitado, se resolve; ValueError com a frase para a pessoa."""
-        if not Servidor.resolver(texto):
+        if not Mensagem.enderecos_de(texto):
             raise ValueError("IP inválido: %s não é um endereço conhecido." % texto)
         return texto
 
@@ -1150,7 +1218,12 @@ class Servidor:
             print("%s\n%s" % (erro, Servidor.USO), file=sys.stderr, flush=True)
             return 2
         if config is None:
-            ip, porta, ouvinte, ip_lider, porta_lider = Servidor.perguntar_tudo()
+            try:
+                ip, porta, ouvinte, ip_lider, porta_lider = Servidor.perguntar_tudo()
+            except (KeyboardInterrupt, EOFError):
+                # Ctrl+C ou Ctrl+D numa pergunta: termina a linha, e o shell volta na seguinte.
+                print(flush=True)
+                return 0
         else:
             ip, porta, ip_lider, porta_lider = config
             ouvinte = None

@@ -1,13 +1,18 @@
 """O KV store de ponta a ponta: processos de verdade, sockets de verdade (SPEC seções 2 a 5 e 7)."""
 
+import os
 import re
+import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from conftest import (PRAZO, Cliente, Mensagem, enderecos, esperar, esperar_unido,
-                      porta_livre, trocar)
+from conftest import (AMBIENTE_FILHO, PRAZO, RAIZ, Cliente, Mensagem, enderecos, esperar,
+                      esperar_unido, porta_livre, trocar)
 
 # Perguntas do menu do cliente: tiradas do stdout para sobrar só as linhas da SPEC seção 3.
 PERGUNTAS = re.compile(r"^(?:INIT, PUT ou GET\? |IP do servidor \d \[[^\]]*\]: "
@@ -262,6 +267,59 @@ def test_menu_init_com_padroes(monkeypatch):
         cliente.menu()
     assert cliente.servidores == [("127.0.0.1", 10097), ("127.0.0.1", 10098),
                                   ("127.0.0.1", 10099)]
+
+
+def test_menu_ip_invalido_no_init_e_perguntado_de_novo(cluster):
+    """[4a] INIT: um IP que não resolve é dito numa linha e perguntado de novo, como o
+    servidor faz com o dele; o GET depois vai a um servidor de verdade."""
+    _, portas = cluster.tres()
+    entrada = "INIT\nip.que.nao.existe.invalid\n300.1.2.3\n\n%d\n\n%d\n\n%d\nGET\nk\n" \
+        % tuple(portas)
+    proc = cluster.cliente(entrada)
+    assert esperar_fim(proc) == 0
+    assert proc.erro().splitlines() == [
+        "IP inválido: ip.que.nao.existe.invalid não é um endereço conhecido.",
+        "IP inválido: 300.1.2.3 não é um endereço conhecido."]
+    assert len(linhas_do_cliente(proc)) == 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="usa um pseudoterminal (pty) e SIGINT, POSIX")
+@pytest.mark.parametrize("tecla", ["ctrl_d", "ctrl_c"])
+@pytest.mark.parametrize("programa, pergunta", [("Cliente.py", "INIT, PUT ou GET? "),
+                                                ("Servidor.py", "IP [127.0.0.1]: ")])
+def test_ctrl_d_ou_ctrl_c_numa_pergunta_termina_a_linha(programa, pergunta, tecla):
+    """[4a][5a] Ctrl+D ou Ctrl+C numa pergunta, num terminal: o programa sai limpo (código 0)
+    e termina a linha, e o prompt do shell não fica colado na pergunta."""
+    import pty
+    mestre, escravo = pty.openpty()
+    proc = subprocess.Popen([sys.executable, programa], cwd=RAIZ, stdin=escravo,
+                            stdout=escravo, stderr=escravo, env=AMBIENTE_FILHO)
+    os.close(escravo)
+    saida = bytearray()
+
+    def ler():
+        while select.select([mestre], [], [], 0)[0]:
+            try:
+                dados = os.read(mestre, 4096)
+            except OSError:   # o filho saiu e fechou o terminal (EIO no Linux)
+                return False
+            if not dados:
+                return False
+            saida.extend(dados)
+        return True
+    try:
+        esperar(lambda: not ler() or pergunta.encode() in saida, motivo="a pergunta")
+        if tecla == "ctrl_d":
+            os.write(mestre, b"\x04")   # no começo da linha, o terminal entrega fim da entrada
+        else:
+            proc.send_signal(signal.SIGINT)
+        assert proc.wait(PRAZO) == 0
+        esperar(lambda: not ler(), motivo="o fim da saída")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(mestre)
+    assert bytes(saida).endswith(pergunta.encode() + b"\r\n"), bytes(saida)
 
 
 def test_menu_porta_invalida_no_init_e_perguntada_de_novo(cluster):

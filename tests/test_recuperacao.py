@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import threading
+import time
 
 import pytest
 
@@ -17,6 +18,7 @@ from conftest import (PRAZO, Processo, aceita_conexao, enderecos, esperar, esper
                       porta_livre, trocar)
 from Cliente import Cliente
 from Mensagem import Mensagem
+from Servidor import Servidor
 
 ESCRITORES = 8
 so_posix = pytest.mark.skipif(os.name != "posix", reason="Ctrl+C e pausa por sinais POSIX")
@@ -67,6 +69,7 @@ class Escritores:
         self.portas = portas
         self.parar = threading.Event()
         self.confirmados = {}     # key -> (value, ts) de cada PUT_OK
+        self.instantes = {}       # key -> (envio, PUT_OK) em time.monotonic()
         self.falhas = 0           # PUTs sem resposta ou com ERRO (o líder fora do ar)
         self.trava = threading.Lock()
         self.clientes = [Cliente(prazo_put=PRAZO) for _ in range(ESCRITORES)]
@@ -82,6 +85,7 @@ class Escritores:
         while not self.parar.is_set():
             i += 1
             key, value = "c%d-%d" % (n, i), "valor %d de %d" % (i, n)
+            enviado = time.monotonic()
             try:
                 resposta, _ = cliente.put(key, value)
             except ConnectionError:
@@ -89,6 +93,7 @@ class Escritores:
             with self.trava:
                 if resposta is not None and resposta.tipo == Mensagem.PUT_OK:
                     self.confirmados[key] = (value, resposta.timestamp)
+                    self.instantes[key] = (enviado, time.monotonic())
                 else:
                     self.falhas += 1
             # A key fixa do cliente: lida de volta, ela mostra se o cliente ficou preso.
@@ -112,8 +117,9 @@ class Escritores:
 # Lento (~3 s): escrita contínua antes e depois do reinício.
 @pytest.mark.parametrize("como", [pytest.param("ctrl_c", marks=so_posix), "kill_9"])
 def test_lider_reiniciado_sob_carga_nao_perde_nada(cluster, como):
-    """[5c][5e] Ctrl+C ou kill -9 no líder com 8 clientes escrevendo; ele volta sem opção
-    nenhuma: todo PUT confirmado está em todos, o ts segue subindo, nenhum cliente preso."""
+    """[5c][5e][5f] Ctrl+C ou kill -9 no líder com 8 clientes escrevendo; ele volta sem opção
+    nenhuma: todo PUT confirmado está em todos, todo PUT_OK do líder novo tem ts acima de tudo
+    o que foi confirmado antes, e nenhum cliente fica preso."""
     (lider, _, _), portas = cluster.tres()
     escritores = Escritores(portas)
     esperar(lambda: escritores.quantos() >= 200, motivo="200 PUTs antes da queda")
@@ -122,11 +128,17 @@ def test_lider_reiniciado_sob_carga_nao_perde_nada(cluster, como):
         lider.popen.wait(PRAZO)
     else:
         lider.matar()
+    # Um PUT_OK recebido antes de o líder novo subir é do antigo; um PUT enviado depois que
+    # o antigo morreu só pode ter o PUT_OK do novo.
     antes = escritores.quantos()
-    maior_antes = max(ts for _, ts in dict(escritores.confirmados).values())
+    subida = time.monotonic()
     novo = cluster.servidor(portas[0], portas[0])
     esperar(lambda: escritores.quantos() >= antes + 200, motivo="200 PUTs depois da volta")
     confirmados = escritores.terminar()
+    instantes = dict(escritores.instantes)
+    maior_antes = max(ts for key, (_, ts) in confirmados.items() if instantes[key][1] < subida)
+    depois = sorted(ts for key, (_, ts) in confirmados.items() if instantes[key][0] > subida)
+    assert depois and depois[0] > maior_antes, (maior_antes, depois[:10])
     # Unidos ao líder novo, os seguidores já foram fundidos: o contador passou o de antes.
     for porta in portas[1:]:
         esperar_unido(novo, porta)
@@ -190,6 +202,19 @@ def registro_com_puts(tmp_path, quantos):
     return pasta, porta
 
 
+def registro_escrito(tmp_path, quantos):
+    """Uma pasta de --dados como a que o líder deixa depois de quantos PUTs e um kill -9:
+    snapshot vazio e uma linha REPLICATION por PUT. Devolve (pasta, porta livre)."""
+    pasta = tmp_path / "dados"
+    pasta.mkdir()
+    (pasta / "snapshot").write_bytes(Mensagem(Mensagem.JOIN_OK, dados={}, timestamp=0)
+                                     .para_linha())
+    (pasta / "registro").write_bytes(b"".join(
+        Mensagem(Mensagem.REPLICATION, key="k%d" % (i % 7), value="v%d" % i,
+                 timestamp=i + 1).para_linha() for i in range(quantos)))
+    return str(pasta), porta_livre()
+
+
 def subir_lider(tmp_path, pasta, porta, nome):
     return Processo(["Servidor.py", "127.0.0.1", str(porta), "127.0.0.1", str(porta),
                      "--dados", pasta], str(tmp_path), nome, porta=porta)
@@ -198,7 +223,7 @@ def subir_lider(tmp_path, pasta, porta, nome):
 def test_ultima_linha_cortada_e_descartada_com_um_aviso(tmp_path):
     """[5c] Uma queda no meio da gravação deixa a última linha pela metade: ela é descartada
     com uma linha em stderr, e o resto volta inteiro."""
-    pasta, porta = registro_com_puts(tmp_path, 10)
+    pasta, porta = registro_escrito(tmp_path, 10)
     with open(os.path.join(pasta, "registro"), "ab") as registro:
         registro.write(b'{"tipo":"REPLICATION","key":"k0","value":"meia')
     lider = subir_lider(tmp_path, pasta, porta, "depois")
@@ -218,7 +243,7 @@ def test_ultima_linha_cortada_e_descartada_com_um_aviso(tmp_path):
 def test_registro_danificado_para_o_servidor_com_mensagem_clara(tmp_path, estrago):
     """[5c] Dano que não é a última linha cortada: o servidor não sobe (código 2), diz o
     arquivo e a linha, e não apaga nada."""
-    pasta, porta = registro_com_puts(tmp_path, 10)
+    pasta, porta = registro_escrito(tmp_path, 10)
     caminho = os.path.join(pasta, "snapshot" if estrago == "snapshot" else "registro")
     with open(caminho, "rb") as arquivo:
         linhas = arquivo.read().splitlines(keepends=True)
@@ -366,9 +391,21 @@ def test_pasta_de_dados_velha_com_seguidores_adiantados_nao_perde_nada(cluster, 
     lider.matar()
     shutil.rmtree(pasta)
     shutil.copytree(pasta + "-velha", pasta)
-    lider, ts = lider_novo_com_um_put_na_hora(cluster, portas[0], "--dados", pasta)
-    assert ts == 11   # o líder só sabe do que a cópia velha tem
-    confirmados["depois"] = ("do reinício", ts)
+    lider = cluster.servidor(portas[0], portas[0], "--dados", pasta)
+    # A cópia velha vai até o ts 10; k15 está no ts 16 nos seguidores. O PUT de k15 feito
+    # assim que a porta abre só recebe ts depois que o líder ouviu um seguidor: acima de 20,
+    # e nenhum seguidor devolve o valor velho a quem o escreveu.
+    cliente = Cliente()
+    cliente.inicializar(enderecos(portas))
+    resposta, _ = cliente.put("k15", "novo", servidor=("127.0.0.1", portas[0]))
+    assert resposta.tipo == Mensagem.PUT_OK and resposta.timestamp > 20, resposta
+    for porta in portas[1:]:
+        lido, _ = cliente.get("k15", servidor=("127.0.0.1", porta))
+        assert (lido.tipo, lido.value) != (Mensagem.GET_OK, "v15"), (porta, lido)
+    cliente.fechar()
+    confirmados["k15"] = ("novo", resposta.timestamp)
+    confirmados["depois"] = ("do reinício", trocar(portas[0], {
+        "tipo": "PUT", "key": "depois", "value": "do reinício"})["timestamp"])
     exigir_cluster_inteiro(portas, lider, confirmados, 20)
 
 
@@ -416,3 +453,283 @@ def test_escrita_do_lider_novo_sobe_acima_de_uma_versao_de_antes_com_ts_maior(cl
     assert (lido["tipo"], lido["value"]) == ("GET_OK", "novo") and lido["timestamp"] > 100, lido
     assert get(porta, "m", 98) == {"tipo": "GET_OK", "key": "m", "value": "de antes",
                                    "timestamp": 98}
+
+
+# ------------------------------------- 5f através de um reinício: o líder ouve antes de gravar
+
+
+def test_lider_reiniciado_nao_da_timestamp_antes_de_ouvir_um_seguidor(cluster):
+    """[5f] k0..k19 = velho nos três; o líder cai (kill -9) e volta vazio; um cliente grava
+    k0..k19 = novo nele assim que a porta abre e lê cada key dos seguidores com o ts do PUT_OK:
+    nunca o valor velho, e todo PUT_OK tem ts acima de tudo o que foi confirmado antes."""
+    (lider, _, _), portas = cluster.tres()
+    antes = Cliente()
+    antes.inicializar(enderecos(portas))
+    maior_antes = max(antes.put("k%d" % i, "velho")[0].timestamp for i in range(20))
+    antes.fechar()
+    lider.matar()
+    cluster.servidor(portas[0], portas[0])
+    cliente = Cliente()
+    cliente.inicializar(enderecos(portas))
+    velhos = []
+    for i in range(20):
+        key = "k%d" % i
+        resposta, _ = cliente.put(key, "novo", servidor=("127.0.0.1", portas[0]))
+        assert resposta.tipo == Mensagem.PUT_OK and resposta.timestamp > maior_antes, resposta
+        for porta in portas[1:]:
+            lido, _ = cliente.get(key, servidor=("127.0.0.1", porta))
+            if (lido.tipo, lido.value) == (Mensagem.GET_OK, "velho"):
+                velhos.append((key, porta, lido.timestamp))
+    cliente.fechar()
+    assert velhos == [], "leituras mais velhas que o próprio PUT_OK: %s" % velhos[:5]
+
+
+def test_lider_sozinho_grava_o_primeiro_put_depois_de_uma_espera_curta(cluster):
+    """[5c] Um líder sem seguidor nenhum (ou com os seguidores ainda por subir) não espera
+    para sempre pela história: o primeiro PUT, feito assim que a porta abre, recebe PUT_OK
+    com ts 1 depois da espera curta do líder, e os GETs nunca esperam."""
+    porta = porta_livre()
+    cluster.servidor(porta, porta)
+    resultado = []
+    thread = threading.Thread(target=lambda: resultado.append(
+        trocar(porta, {"tipo": "PUT", "key": "k", "value": "v"})), daemon=True)
+    thread.start()
+    assert get(porta, "k") == {"tipo": "GET_OK", "key": "k", "value": None, "timestamp": 0}
+    thread.join(PRAZO)
+    assert resultado == [{"tipo": "PUT_OK", "key": "k", "value": "v", "timestamp": 1}]
+
+
+def join_em_partes(porta, pedido):
+    """Manda a linha de um JOIN em duas partes, como o seguidor a escreve (JSON compacto);
+    devolve (socket, função que manda o resto)."""
+    linha = json.dumps(pedido, separators=(",", ":")).encode() + b"\n"
+    sock = socket.create_connection(("127.0.0.1", porta), timeout=PRAZO)
+    sock.sendall(linha[:len(linha) // 2])
+    return sock, lambda: sock.sendall(linha[len(linha) // 2:])
+
+
+# Lento (~4 s): deixa passar a espera do líder (3 s) com um JOIN chegando.
+def test_join_que_esta_chegando_segura_o_primeiro_timestamp(cluster):
+    """[5f] Um JOIN com história (contador 50) começa a chegar logo que o líder sobe e só
+    termina depois da espera curta: o PUT feito nesse meio tempo recebe ts acima de 50."""
+    porta = porta_livre()
+    lider = cluster.servidor(porta, porta)
+    sock, terminar = join_em_partes(porta, {"tipo": "JOIN", "origem": "127.0.0.1:1",
+                                            "timestamp": 50, "dados": {"m": ["antes", 50]}})
+    resultado = []
+    thread = threading.Thread(target=lambda: resultado.append(
+        trocar(porta, {"tipo": "PUT", "key": "k", "value": "v"})), daemon=True)
+    thread.start()
+    esperar(lambda: "Cliente" in "".join(lider.linhas_agora()), motivo="o líder ler o PUT")
+    # A espera do líder (Servidor.ESPERA_HISTORIA) passa com o JOIN ainda pela metade: é o
+    # que este teste prova, então o tempo tem de passar de verdade.
+    time.sleep(Servidor.ESPERA_HISTORIA + 1)
+    assert resultado == [], "o PUT recebeu ts antes de o JOIN que chegava ser fundido"
+    terminar()
+    assert json.loads(sock.makefile("rb").readline())["tipo"] == "JOIN_OK"
+    sock.close()
+    thread.join(PRAZO)
+    assert resultado and resultado[0]["timestamp"] == 51, resultado
+
+
+# ------------------------------------------------ o registro em disco e a compactação
+
+
+def test_compactacao_guarda_o_put_que_a_provocou(tmp_path):
+    """[5c] Um líder com --dados grava uma key 1 003 vezes: o 1 003º PUT compacta o registro.
+    Depois de um kill -9, ele volta com esse PUT (o que o PUT_OK disse), não com o anterior."""
+    pasta, porta = str(tmp_path / "dados"), porta_livre()
+    lider = subir_lider(tmp_path, pasta, porta, "antes")
+    try:
+        esperar(lambda: lider.exigir_vivo() or aceita_conexao(porta), motivo="abrir a porta")
+        with socket.create_connection(("127.0.0.1", porta), timeout=PRAZO) as sock:
+            arquivo = sock.makefile("rb")
+            for i in range(1003):
+                sock.sendall(json.dumps({"tipo": "PUT", "key": "k", "value": "v%d" % i})
+                             .encode() + b"\n")
+                assert json.loads(arquivo.readline())["timestamp"] == i + 1
+    finally:
+        lider.matar()
+    lider = subir_lider(tmp_path, pasta, porta, "depois")
+    try:
+        esperar(lambda: lider.exigir_vivo() or aceita_conexao(porta), motivo="abrir a porta")
+        assert get(porta, "k", 1003) == {"tipo": "GET_OK", "key": "k", "value": "v1002",
+                                         "timestamp": 1003}
+    finally:
+        lider.terminar()
+
+
+# --------------------------------------------------- JOINs que mentem custam no máximo um prazo
+
+
+def test_join_no_limite_do_contador_nao_tranca_os_seguidores(cluster):
+    """[5a] Um JOIN falso com o contador logo abaixo do limite é aceito; dois PUTs depois, os
+    seguidores estão acima do limite. Um deles refaz o JOIN (o canal caiu): entra, porque o
+    contador dele não passa o do líder. Um JOIN acima do limite e acima do líder é recusado."""
+    (lider, _, seguidor), portas = cluster.tres()
+    limite = Servidor.MAIOR_CONTADOR_JOIN
+    assert join_direto(portas[0], "127.0.0.1:1", limite - 1, {})["tipo"] == "JOIN_OK"
+    for i in range(2):
+        assert trocar(portas[0], {"tipo": "PUT", "key": "k", "value": "v%d" % i})["timestamp"] \
+            == limite + i
+    esperar(lambda: get(portas[2], "k", limite + 1)["tipo"] == "GET_OK",
+            motivo="o seguidor chegar ao ts %d" % (limite + 1))
+    # Um JOIN com o endereço do seguidor, que confirma a cópia, toma o lugar do canal dele:
+    # o seguidor de verdade perde o canal e refaz o JOIN, com o contador acima do limite.
+    falso = socket.create_connection(("127.0.0.1", portas[0]), timeout=PRAZO)
+    falso.sendall(json.dumps({"tipo": "JOIN", "origem": "127.0.0.1:%d" % portas[2]}).encode()
+                  + b"\n")
+    copia = json.loads(falso.makefile("rb").readline())
+    falso.sendall(json.dumps({"tipo": "REPLICATION_OK", "timestamp": copia["timestamp"]})
+                  .encode() + b"\n")
+    falso.close()
+    assert trocar(portas[0], {"tipo": "PUT", "key": "k", "value": "fim"})["timestamp"] \
+        == limite + 2
+    # O seguidor volta ao líder e recebe o PUT (pelo canal ou pela cópia do JOIN).
+    esperar(lambda: get(portas[2], "k", limite + 2)["tipo"] == "GET_OK",
+            motivo="o seguidor voltar ao líder e receber o PUT")
+    assert "recusado" not in seguidor.erro(), seguidor.erro()
+    exigir_tudo_em_todos(portas, {"k": ("fim", limite + 2)})
+    acima = join_direto(portas[0], "127.0.0.1:2", limite + 10, {})
+    assert acima["tipo"] == "ERRO", acima
+    exigir_tudo_em_todos(portas, {"k": ("fim", limite + 2)})
+
+
+def join_direto(porta, origem, timestamp, dados):
+    """Um JOIN falso que lê a resposta e não confirma (não entra no conjunto)."""
+    with socket.create_connection(("127.0.0.1", porta), timeout=PRAZO) as sock:
+        sock.sendall(json.dumps({"tipo": "JOIN", "origem": origem, "timestamp": timestamp,
+                                 "dados": dados}).encode() + b"\n")
+        return json.loads(sock.makefile("rb").readline())
+
+
+def test_join_com_ts_na_tabela_acima_do_contador_nao_separa_os_servidores(cluster):
+    """[5d] Um JOIN com contador 0 e uma key num ts acima dele: acima do limite, é recusado e
+    nada muda; abaixo, o contador do líder sobe até ele, e um PUT seguinte da mesma key fica
+    igual nos três servidores."""
+    _, portas = cluster.tres()
+    trocar(portas[0], {"tipo": "PUT", "key": "a", "value": "1"})
+    recusa = join_direto(portas[0], "127.0.0.1:1", 0, {"x": ["mal", Mensagem.MAIOR_TIMESTAMP]})
+    assert recusa["tipo"] == "ERRO", recusa
+    assert get(portas[0], "x") == {"tipo": "GET_OK", "key": "x", "value": None, "timestamp": 0}
+    assert join_direto(portas[0], "127.0.0.1:1", 0, {"y": ["mal", 1000]})["tipo"] == "JOIN_OK"
+    for key in ("x", "y"):
+        resposta = trocar(portas[0], {"tipo": "PUT", "key": key, "value": "bom"})
+        assert resposta["timestamp"] > 1000, resposta
+        exigir_tudo_em_todos(portas, {key: ("bom", resposta["timestamp"])})
+
+
+def test_fusao_nao_libera_put_ok_que_nenhum_seguidor_confirmou(cluster):
+    """[5e] Um PUT espera o seguidor lento; um JOIN falso traz uma key nova e o líder funde.
+    O PUT_OK só sai depois que o seguidor lento aplicou a escrita: lido dele com o ts do
+    PUT_OK, o valor está lá."""
+    (lider, _, lento), portas = cluster.tres(atraso=2)
+    resultado = []
+    thread = threading.Thread(target=lambda: resultado.append(
+        trocar(portas[0], {"tipo": "PUT", "key": "k", "value": "v"})), daemon=True)
+    thread.start()
+    esperar(lambda: "Cliente" in "".join(lider.linhas_agora()), motivo="o líder ler o PUT")
+    assert join_direto(portas[0], "127.0.0.1:1", 1, {"nova": ["x", 1]})["tipo"] == "JOIN_OK"
+    thread.join(PRAZO)
+    assert resultado and resultado[0]["tipo"] == "PUT_OK", resultado
+    assert get(portas[2], "k", resultado[0]["timestamp"]) == {
+        "tipo": "GET_OK", "key": "k", "value": "v", "timestamp": resultado[0]["timestamp"]}
+    exigir_tudo_em_todos(portas, {"k": ("v", 1), "nova": ("x", 1)})
+    lider.sincronizar()
+    assert "retirado" not in lider.erro(), lider.erro()
+
+
+def test_put_repetido_depois_de_uma_fusao_recebe_o_ts_novo(cluster):
+    """[5c] Uma fusão refaz as escritas do líder acima do contador de um seguidor: o PUT
+    repetido (mesmo id) recebe o ts que a escrita tem agora, não o de antes da fusão."""
+    porta = porta_livre()
+    cluster.servidor(porta, porta)
+    put = {"tipo": "PUT", "key": "k", "value": "v", "id": "pedido-1"}
+    assert trocar(porta, put)["timestamp"] == 1
+    assert join_direto(porta, "127.0.0.1:1", 100, {})["tipo"] == "JOIN_OK"
+    assert get(porta, "k")["timestamp"] == 101
+    assert trocar(porta, put)["timestamp"] == 101
+
+
+# ------------------------------------- os detalhes, no próprio objeto Servidor (sem processos)
+
+
+def lider_em_memoria(tmp_path=None):
+    """Um Servidor líder sem porta nem threads, para chamar os métodos direto."""
+    porta = porta_livre()
+    servidor = Servidor("127.0.0.1", porta, "127.0.0.1", porta, prazo_replicacao=1.0,
+                        dados=None if tmp_path is None else str(tmp_path / "dados"))
+    servidor.historia.set()   # já ouviu a história: o PUT não espera
+    return servidor
+
+
+def test_cada_canal_anota_a_hora_do_proprio_envio():
+    """[5e] O envio ao primeiro seguidor fica preso até o prazo; o segundo anota a hora do
+    envio dele, não a de antes do primeiro (senão o Canal dele o retiraria cedo demais)."""
+    servidor = lider_em_memoria()
+    pares = [socket.socketpair() for _ in range(2)]
+    canais = []
+    for n, (nosso, _) in enumerate(pares):
+        nosso.settimeout(0)
+        canais.append(Servidor.Canal(servidor, nosso, "127.0.0.1:%d" % (n + 1), 0))
+        servidor.canais[canais[-1].origem] = canais[-1]
+    try:
+        while True:   # enche o buffer do primeiro: o outro lado não lê
+            pares[0][0].send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    try:
+        with servidor.trava_put:
+            servidor.gravar_e_replicar("k", "v", None)
+        (_, primeiro), (_, segundo) = canais[0].pendentes[0], canais[1].pendentes[0]
+        assert segundo - primeiro >= servidor.prazo_replicacao
+        assert canais[0].motivo and canais[1].motivo is None
+    finally:
+        for a, b in pares:
+            a.close()
+            b.close()
+
+
+def test_canal_cuja_thread_nao_comeca_nao_entra_no_conjunto(monkeypatch):
+    """[5e] Sem memória para a thread do Canal, o canal não entra no conjunto (nenhum PUT
+    esperaria por ele para sempre) e a conexão do JOIN é encerrada."""
+    servidor = lider_em_memoria()
+
+    def sem_memoria(self):
+        raise RuntimeError("can't start new thread")
+    monkeypatch.setattr(Servidor.Canal, "start", sem_memoria)
+    nosso, outro = socket.socketpair()
+    try:
+        with pytest.raises(ConnectionError):
+            servidor.unir("127.0.0.1:1", nosso, servidor.tabela, 0)
+        assert servidor.canais == {}
+    finally:
+        nosso.close()
+        outro.close()
+
+
+class DiscoCheio:
+    """Um registro em disco em que toda escrita falha (disco cheio)."""
+
+    def write(self, linha):
+        raise OSError(28, "Não há espaço no dispositivo")
+
+
+def test_falha_no_disco_nao_deixa_meia_escrita(tmp_path):
+    """[5c] O registro em disco falha no meio de um PUT: ERRO para o cliente, e nada muda
+    (tabela, contador, as keys do líder); uma fusão depois disso funciona."""
+    servidor = lider_em_memoria(tmp_path)
+    servidor.recuperar_registro()
+    conexao = type("Conexao", (), {"cliente": "127.0.0.1:1"})()
+    assert servidor.tratar_put(Mensagem(Mensagem.PUT, key="a", value="1"), conexao).tipo \
+        == Mensagem.PUT_OK
+    registro, servidor.registro = servidor.registro, DiscoCheio()
+    resposta = servidor.tratar_put(Mensagem(Mensagem.PUT, key="b", value="2"), conexao)
+    assert resposta.tipo == Mensagem.ERRO and "disco" in resposta.value
+    assert (servidor.tabela, servidor.contador, servidor.proprias) == ({"a": ("1", 1)}, 1, {"a"})
+    servidor.registro = registro
+    with servidor.trava_put:
+        assert servidor.fundir(Mensagem(Mensagem.JOIN, origem="127.0.0.1:2", timestamp=10)) \
+            is None
+    assert servidor.tabela == {"a": ("1", 11)} and servidor.contador == 11
+    registro.close()
