@@ -15,87 +15,55 @@ from Mensagem import Mensagem
 class Servidor:
     """Um servidor do KV store; é o líder quando o endereço do líder é um dos seus.
 
-    Threads, cada uma com um trabalho (enunciado, seção 5b):
+    Onde está cada item do enunciado, na ordem da seção 5 (o resto do arquivo, nas partes
+    "Além do enunciado", é o que o trabalho não pede e pode ser pulado numa primeira leitura):
+      5a  inicialização: perguntar_tudo; abrir (no seguidor, CanalDoLider entra no líder)
+      5b  uma thread por conexão: servir, Conexao
+      5c  PUT: tratar_put e gravar_e_replicar (líder), encaminhar_put (seguidor)
+      5d  REPLICATION: aplicar_replicacao (seguidor, na thread CanalDoLider)
+      5e  REPLICATION_OK: confirmar (thread CanalDoSeguidor), esperar_confirmacoes
+      5f  GET: tratar_get
+
+    Threads, cada uma com um trabalho:
       - a principal aceita conexões (servir) e dá a cada uma uma Conexao;
-      - Conexao atende uma conexão: lê um pedido, chama o tratador (tabela de despacho),
-        responde; um JOIN faz dela o canal de um seguidor, que passa a um Canal;
-      - Canal (líder, uma por seguidor unido) lê os REPLICATION_OK dele e o retira no prazo;
-      - CanalDoLider (seguidor) abre o canal ao líder (JOIN) e aplica cada REPLICATION;
-      - Console escreve as linhas do console, em ordem (os outros só as enfileiram).
+      - Conexao serve uma conexão: lê um pedido, chama o tratador, responde. Os tratadores
+        rodam nela: no líder, o PUT dá o timestamp, grava e envia as REPLICATIONs, e um JOIN
+        faz da conexão o canal de replicação de um seguidor (a thread então termina);
+      - CanalDoSeguidor (líder, uma por seguidor conectado) lê os REPLICATION_OK dele;
+      - CanalDoLider (seguidor) abre o canal de replicação com o líder e aplica as REPLICATIONs;
+      - Console escreve as linhas do console, em ordem.
 
-    Um PUT no líder (tratar_put): sob a trava_put, gravar_e_replicar dá o próximo timestamp,
-    grava disco e tabela e manda a REPLICATION pelo canal de cada seguidor; fora das travas,
-    esperar_confirmacoes dorme até o seu sinal ser aberto (liberar_confirmados: pelo Canal que
-    lê o último REPLICATION_OK que faltava, ou quando um seguidor que faltava sai do conjunto);
-    então PUT_OK. Um PUT num seguidor (encaminhar_put) vai ao líder com a origem do
-    cliente, por uma conexão só daquela Conexao, e a resposta volta ao cliente. No seguidor,
-    CanalDoLider -> replicar -> aplicar_replicacao aplica e confirma cada REPLICATION. Sem
-    seguidor unido, o PUT_OK sai na hora e a escrita fica só no líder (e no disco, com --dados).
-
-    Recuperação, sem relógio: cada JOIN traz a tabela e o contador do seguidor, e o líder funde
-    (fundir), sob a trava_put. Uma key que só o seguidor tem, ou que ele tem com ts maior, entra
-    como está no seguidor, salvo as que este líder mesmo escreveu desde que subiu (proprias); as
-    que só o líder tem ficam. Se o contador do seguidor passa o do líder, ou ele tem, de uma key
-    escrita aqui, outra versão de ts igual ou maior, as escritas deste líder são refeitas por
-    cima, na ordem original, com timestamps acima de tudo o que o seguidor viu (como o novo
-    líder do ZooKeeper sincroniza a partir do maior zxid). O que mudou vai aos seguidores unidos
-    como REPLICATIONs, e os PUTs que esperam seguem esperando as confirmações. Um líder que
-    acabou de subir não dá timestamp antes de ouvir a história (esperar_historia): até fundir
-    um seguidor com dados, ou dois sem nada, ou ESPERA_HISTORIA sem JOIN chegando; senão
-    daria números que a história de antes também tem, e um seguidor ainda com ela devolveria
-    a um cliente o valor velho da key que ele acabou de escrever (enunciado, seção 5f).
+    Um PUT no líder: a Conexao do cliente, sob a trava_put, dá o timestamp, grava e manda a
+    REPLICATION pelo canal de cada seguidor; fora das travas, espera (esperar_confirmacoes).
+    Quem a acorda é sempre liberar_confirmados, chamado por quem muda o que falta: a própria
+    espera (nenhum seguidor, ou todos já confirmaram), o CanalDoSeguidor que lê o último
+    REPLICATION_OK (confirmar), retirar (um seguidor saiu) e unir (um seguidor voltou com a
+    cópia da tabela, que já tem a escrita). Então a Conexao responde PUT_OK.
 
     Travas, sempre nesta ordem: trava_put, depois trava_tabela ou trava_confirmacoes.
-      trava_put (líder)          contador do líder, proprias, ids, registro e linhas_registro;
-                                 todo envio num canal (snapshot à parte) e o append em
-                                 canal.pendentes; todo escritor da tabela do líder a tem, então
-                                 ler a tabela do líder sob ela basta (fundir, compactar)
-      trava_tabela               cada operação no dicionário tabela que outra thread pode ver
-                                 (o GET lê só com ela; quem escreve a tem junto), e o contador
-                                 do seguidor; nunca presa durante rede ou disco
-      trava_confirmacoes (líder) esperas, canal.confirmado, e o popleft de canal.pendentes
-      canais                     escrito com trava_put e trava_confirmacoes, lido com qualquer uma
-    Sem trava, e por quê: a configuração (ip, porta, lider, prazos, pasta) não muda depois do
-    __init__; ler_registro roda na subida, antes de qualquer conexão ou canal (só o Console já
-    existe, e só escreve); canal.pendentes só perde itens
-    na thread do seu Canal (que também olha o primeiro sem trava), e deque aceita pôr numa ponta
-    e tirar da outra em threads diferentes, como a fila do Console; avisados é um set de
-    assuntos (no pior caso um aviso sai duas vezes); a conexão de encaminhamento é de uma
-    Conexao só. Qualquer conexão pode mandar JOIN (o seguidor abre o canal como um cliente), e
-    não há autenticação: um JOIN falso pode trocar valores pela fusão e subir o contador, e com
-    o endereço de um seguidor de verdade o tira do conjunto até ele refazer o JOIN; nunca apaga
-    uma key, e não segura os PUTs mais que um prazo.
+      trava_put (líder)    contador, proprias, ids, o registro em disco, todo envio por um
+                           canal de replicação (a cópia do JOIN à parte) e seguidor.motivo (a
+                           thread dele o lê depois que o canal cai); só quem a tem escreve na
+                           tabela do líder (então lê-la sob ela basta)
+      trava_tabela         cada operação no dicionário tabela que outra thread vê (o GET lê só
+                           com ela) e maior_ts; nunca presa durante rede ou disco
+      trava_confirmacoes   esperas, seguidor.confirmado e o popleft de seguidor.pendentes
+      seguidores           escrito com trava_put e trava_confirmacoes, lido com qualquer uma
+    Sem trava: a configuração, que não muda depois do __init__; seguidor.pendentes ganha itens
+    sob a trava_put e só perde na thread dele (um deque aceita isso, como a fila do Console);
+    avisados, chegando e vazios são conjuntos (add e discard são atômicos no Python); a
+    conexão de encaminhamento é de uma Conexao só.
     """
 
     IP_PADRAO = "127.0.0.1"
     PORTA_PADRAO = 10097
-    # Esperas em fatias: no Windows um accept() bloqueado ignora Ctrl+C, e os prazos dos
-    # canais são conferidos a cada fatia.
+    # Esperas em fatias: no Windows um accept() bloqueado ignora Ctrl+C.
     FATIA = 0.5
     PRAZO_CONEXAO = 3.0      # para conectar ao líder
     PRAZO_LINHA = 10.0       # para terminar uma linha já começada, ou enviar uma resposta grande
-    RESPOSTA_PEQUENA = 64 * 1024
-    ATRASO_MAXIMO = 30.0     # maior --atraso-replicacao aceito
-    # Seguidor que não confirma uma REPLICATION neste prazo sai do conjunto e os PUTs seguem;
-    # maior que ATRASO_MAXIMO, para o seguidor lento da demonstração nunca ser retirado.
-    # --prazo-replicacao o troca (os testes o encurtam; o padrão é este).
-    PRAZO_REPLICACAO = 40.0
-    PRAZO_REPLICACAO_MAXIMO = 600.0
-    INTERVALO_REJOIN = 0.5   # entre tentativas do seguidor de entrar no líder
-    ESPERA_APOS_RECUSA = 5.0  # líder que recusou o JOIN: o seguidor tenta de novo com calma
-    # Líder que acabou de subir: espera no máximo isto, sem nenhum JOIN chegando, antes do
-    # primeiro timestamp (um seguidor reconecta em até uns 2 s, também no Windows).
-    ESPERA_HISTORIA = 3.0
-    # Uma fusão não leva o contador do líder acima disto: sobra espaço nos 64 bits.
-    MAIOR_CONTADOR_JOIN = Mensagem.MAIOR_TIMESTAMP // 2
-    MAXIMO_IDS = 100000      # ids de PUT lembrados para reconhecer um PUT repetido
-    PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
-    USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
-           " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]"
-           " [--prazo-replicacao SEGUNDOS] [--detalhes]")
 
     def __init__(self, ip, porta, ip_lider, porta_lider, atraso_replicacao=0.0, dados=None,
-                 fsync=False, prazo_replicacao=PRAZO_REPLICACAO, detalhes=False):
+                 fsync=False, prazo_replicacao=None, detalhes=False):
         self.ip = ip
         self.porta = porta
         self.endereco = "%s:%d" % (ip, porta)
@@ -103,55 +71,110 @@ class Servidor:
         self.endereco_lider = "%s:%d" % self.lider
         self.eh_lider = Servidor.mesmo_servidor((ip, porta), self.lider)
         self.atraso_replicacao = atraso_replicacao
-        self.prazo_replicacao = prazo_replicacao
+        self.prazo_replicacao = prazo_replicacao or Servidor.PRAZO_REPLICACAO
         self.detalhes = detalhes
         # A tabela: key -> (value, timestamp). Entradas são trocadas, nunca alteradas.
         self.tabela = {}
-        # Líder: o contador lógico global (como o zxid). Seguidor: o maior ts que tem.
+        # Líder: o contador lógico global (como o zxid do ZooKeeper); invariante: nunca abaixo
+        # de um timestamp da tabela (gravar_e_replicar soma 1; fundir sobe até o que o JOIN traz).
         self.contador = 0
+        # Seguidor: o maior timestamp que ele já recebeu (vai no JOIN).
+        self.maior_ts = 0
         self.trava_put = threading.Lock()
         self.trava_tabela = threading.Lock()
         self.trava_confirmacoes = threading.Lock()
-        # Líder: origem "ip:porta" do seguidor -> o seu Canal (só seguidores unidos).
-        self.canais = {}
-        # Líder: PUTs esperando confirmações: (ts, origens unidas no PUT, sinal a abrir).
+        # Líder: origem "ip:porta" -> o CanalDoSeguidor de cada seguidor conectado.
+        self.seguidores = {}
+        # Líder: PUTs esperando confirmações: (ts, origens conectadas no PUT, evento a abrir).
         self.esperas = []
-        # Líder: id de PUT -> (timestamp, hash da key e do value): o PUT repetido não grava
-        # de novo, e o mesmo id com outro pedido é recusado.
-        self.ids = collections.OrderedDict()
-        # Líder: as keys que ele mesmo gravou desde que subiu. Um seguidor mais adiantado que
-        # entra depois não apaga essas escritas: elas são refeitas por cima (fundir).
-        self.proprias = set()
-        # Líder: aberto quando ele já pode dar timestamps (esperar_historia); as Conexoes que
-        # estão recebendo um JOIN; e os seguidores sem dados já fundidos.
-        self.historia = threading.Event()
-        self.subida = time.monotonic()
-        self.chegando = set()
-        self.vazios = set()
-        # Registro em disco (--dados): arquivo aberto para acrescentar, e linhas desde o snapshot.
-        self.pasta = dados
-        self.fsync = fsync
-        self.registro = None
-        self.linhas_registro = 0
         self.parar = threading.Event()
         self.ouvinte = None
         self.console = Servidor.Console()
         self.avisados = set()
-        # Tabela de despacho: tipo -> tratador. Tipo fora dela recebe ERRO.
+        # Fora do enunciado (veja as partes do fim): ids de PUT, recuperação, registro em disco.
+        self.ids = collections.OrderedDict()
+        self.proprias = set()
+        self.historia = threading.Event()
+        self.subida = time.monotonic()
+        self.chegando = set()
+        self.vazios = set()
+        self.pasta = dados
+        self.fsync = fsync
+        self.registro = None
+        self.linhas_registro = 0
+        # Tabela de despacho: tipo -> tratador; um tipo fora dela recebe ERRO (despachar). O
+        # JOIN não está aqui: ele faz da conexão um canal de replicação (Conexao.run).
         self.tratadores = {
             Mensagem.PUT: self.tratar_put if self.eh_lider else self.encaminhar_put,
             Mensagem.GET: self.tratar_get,
-            Mensagem.REPLICATION: self.recusar_replicacao,
-            Mensagem.JOIN_OK: self.recusar_replicacao,
+            Mensagem.REPLICATION: self.recusar_fora_do_canal,
+            Mensagem.JOIN_OK: self.recusar_fora_do_canal,
         }
 
-    # ==== threads: cada uma com um trabalho
+    # ==================================================================================
+    # 5a. Inicialização
+    # ==================================================================================
+
+    # [5a] Inicialização: IP e porta deste servidor e do líder, lidos do teclado.
+    @staticmethod
+    def perguntar_tudo():
+        """As quatro perguntas: (ip, porta, porta de escuta aberta, ip do líder, porta dele)."""
+        aberta = None
+        while aberta is None:
+            ip = Servidor.perguntar("IP", Servidor.IP_PADRAO, Servidor.ler_ip)
+            aberta = Servidor.perguntar_porta(ip)
+        ip_lider = Servidor.perguntar("IP do líder", Servidor.IP_PADRAO, Servidor.ler_ip)
+        porta_lider = Servidor.perguntar("Porta do líder", Servidor.PORTA_PADRAO,
+                                         Servidor.ler_porta)
+        return (ip,) + aberta + (ip_lider, porta_lider)
+
+    def abrir(self, ouvinte=None):
+        """Abre a porta de escuta (OSError se não der; ou usa a já aberta), o registro em
+        disco e, no seguidor, o canal com o líder."""
+        self.ouvinte = ouvinte or Servidor.abrir_porta(self.ip, self.porta)
+        # [threads] Uma thread escreve no console.
+        self.console.start()
+        if self.eh_lider:
+            if self.pasta is not None:
+                self.recuperar_registro()
+            self.subida = time.monotonic()  # a espera pela história conta daqui
+        else:
+            # [threads] Uma thread mantém o canal de replicação com o líder.
+            Servidor.CanalDoLider(self).start()
+
+    # ==================================================================================
+    # 5b. Conexões simultâneas: uma thread por conexão
+    # ==================================================================================
+
+    # [5b] Atende conexões simultâneas: uma thread (Conexao) por conexão aceita.
+    def servir(self):
+        """Laço de accept até parar; o prazo curto deixa Ctrl+C funcionar no Windows."""
+        while not self.parar.is_set():
+            try:
+                sock, endereco = self.ouvinte.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                # Falta de descritores (EMFILE) e afins: espera um pouco e segue aceitando.
+                self.parar.wait(0.1)
+                continue
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.settimeout(None)
+            except OSError:
+                sock.close()  # o cliente desistiu entre o connect e o accept
+                continue
+            try:
+                # [threads] Cada conexão ganha a sua thread.
+                Servidor.Conexao(self, sock, endereco).start()
+            except RuntimeError:
+                sock.close()  # sem memória para outra thread: recusa esta conexão
 
     class Conexao(threading.Thread):
-        """Atende uma conexão aceita: lê pedido, trata, responde, até ela fechar.
+        """Serve uma conexão aceita: lê um pedido, chama o tratador, responde, até ela fechar.
 
-        Um JOIN faz da conexão o canal de um seguidor: ela passa para um Canal e esta
-        thread termina sem fechá-la.
+        Um JOIN faz da conexão o canal de replicação de um seguidor: ela passa ao
+        CanalDoSeguidor dele, e esta thread termina sem fechá-la.
         """
 
         def __init__(self, servidor, sock, endereco):
@@ -198,32 +221,219 @@ class Servidor:
                 if not entregue:
                     self.sock.close()
 
-    class Canal(threading.Thread):
-        """Líder: lê, em ordem, os REPLICATION_OK de um seguidor; retira quem passa do prazo.
+    def despachar(self, pedido, conexao):
+        """Chama o tratador do tipo; tipo sem tratador (uma resposta, p. ex.) recebe ERRO."""
+        tratador = self.tratadores.get(pedido.tipo)
+        if tratador is None:
+            return Mensagem(Mensagem.ERRO, value="%s não é um pedido" % pedido.tipo)
+        try:
+            return tratador(pedido, conexao)
+        except OSError:
+            raise  # rede: encerra esta conexão
+        except Exception as erro:  # defeito nosso: esta conexão não derruba o resto
+            self.avisar("Erro interno ao tratar %s: %r" % (pedido.tipo, erro))
+            return Mensagem(Mensagem.ERRO, value="erro interno do servidor")
+
+    # ==================================================================================
+    # 5c. PUT: o líder grava e replica; o seguidor encaminha ao líder
+    # ==================================================================================
+
+    # [5c] Recebe PUT no líder: grava com o próximo timestamp, replica, e responde.
+    def tratar_put(self, pedido, conexao):
+        """PUT no líder: timestamp global, grava, replica e só então responde PUT_OK."""
+        cliente = pedido.origem or conexao.cliente
+        self.escrever("Cliente %s PUT key:%s value:%s"
+                      % (cliente, Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
+        self.esperar_historia()  # além do enunciado: um líder que acabou de subir
+        with self.trava_put:
+            try:
+                # Um PUT repetido (mesmo id) não grava de novo: além do enunciado.
+                timestamp = self.id_repetido(pedido) or \
+                    self.gravar_e_replicar(pedido.key, pedido.value, pedido.id)
+            except ValueError as erro:
+                return Mensagem(Mensagem.ERRO, value=str(erro))
+            except OSError as erro:  # o registro em disco (--dados) falhou
+                self.avisar("Erro ao gravar o registro em disco: %s." % (erro.strerror or erro))
+                return Mensagem(Mensagem.ERRO, value="o líder não conseguiu gravar no disco; "
+                                "o PUT pode ou não ter sido feito")
+            origens = list(self.seguidores)
+        # [5e] PUT_OK só depois do REPLICATION_OK de todos os seguidores conectados.
+        self.esperar_confirmacoes(timestamp, origens)
+        self.escrever("Enviando PUT_OK ao Cliente %s da key:%s ts:%d"
+                      % (cliente, Mensagem.mostrar(pedido.key), timestamp))
+        return Mensagem(Mensagem.PUT_OK, key=pedido.key, value=pedido.value, timestamp=timestamp,
+                        id=pedido.id)
+
+    def gravar_e_replicar(self, key, value, id_put):
+        """Sob a trava_put: o próximo timestamp, o disco, a tabela e a REPLICATION a cada canal.
+
+        Enviar sob a trava mantém a ordem total no fio sem filas. OSError só do disco, antes
+        de qualquer mudança.
+        """
+        timestamp = self.contador + 1
+        linha = Mensagem(Mensagem.REPLICATION, key=key, value=value,
+                         timestamp=timestamp).para_linha()
+        # O registro vem antes de tudo: o que a tabela ou um seguidor tem, o disco também tem.
+        self.registrar(linha)
+        self.contador = timestamp
+        with self.trava_tabela:
+            self.tabela[key] = (value, timestamp)
+        self.proprias.add(key)
+        self.lembrar_id(id_put, key, value, timestamp)
+        # Depois da tabela: a compactação grava a tabela com esta escrita dentro.
+        self.compactar_se_cresceu()
+        # [5c] Replica (key, value, timestamp) nos seguidores com a mensagem REPLICATION.
+        self.enviar_replication(linha, timestamp)
+        return timestamp
+
+    def enviar_replication(self, linha, timestamp):
+        """Sob a trava_put: a REPLICATION pelo canal de cada seguidor; um canal que falha é
+        derrubado (a thread dele o retira)."""
+        for seguidor in self.seguidores.values():
+            # Anota antes de enviar (a confirmação pode chegar antes do envio voltar), com a
+            # hora deste seguidor: o envio ao anterior pode ter esperado.
+            seguidor.pendentes.append((timestamp, time.monotonic()))
+            try:
+                self.enviar_ao_seguidor(seguidor.sock, linha)
+            except socket.timeout:
+                # Um seguidor que não lê (pausado, ou falso) não segura os PUTs: sai com aviso.
+                seguidor.motivo = ("não leu a REPLICATION ts:%d em %g s"
+                                   % (timestamp, self.prazo_replicacao))
+                Servidor.derrubar(seguidor.sock)
+            except OSError:
+                Servidor.derrubar(seguidor.sock)  # caiu: a thread dele o retira
+
+    # [5c] Recebe PUT num seguidor: encaminha ao líder e devolve a resposta dele ao cliente.
+    def encaminhar_put(self, pedido, conexao):
+        """Seguidor: passa o PUT ao líder com a origem do cliente e devolve a resposta dele.
+
+        Sem prazo para a resposta: o líder responde assim que os seguidores confirmam (e
+        retira quem para de confirmar). Um líder que cai fecha a conexão e a espera acaba.
+        """
+        if pedido.origem is not None:
+            # Já encaminhado por outro servidor: encaminhar de novo daria voltas sem fim.
+            self.avisar_uma_vez("encaminhado", "PUT encaminhado a este servidor, que não é o "
+                                "líder; confira a configuração (o líder daqui é %s)."
+                                % self.endereco_lider)
+            return Mensagem(Mensagem.ERRO, value="este servidor não é o líder; o líder que ele "
+                            "conhece é %s" % self.endereco_lider)
+        self.escrever("Encaminhando PUT key:%s value:%s"
+                      % (Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
+        pedido.origem = conexao.cliente
+        enviado = False
+        try:
+            sock, arquivo = self.conexao_ao_lider(conexao)
+            Servidor.com_prazo(sock, Servidor.PRAZO_LINHA, lambda: pedido.enviar(sock))
+            enviado = True
+            resposta = Mensagem.receber(arquivo, limite=Mensagem.LIMITE_RESPOSTA)
+        except (OSError, ValueError):
+            resposta = None
+        return resposta or self.lider_nao_respondeu(conexao, pedido, enviado)
+
+    # ==================================================================================
+    # 5d. REPLICATION: o seguidor aplica o que o líder manda
+    # ==================================================================================
+
+    class CanalDoLider(threading.Thread):
+        """Seguidor: abre o canal de replicação com o líder (JOIN) e aplica cada REPLICATION
+        que chega por ele; se o canal cai, abre de novo."""
+
+        def __init__(self, servidor):
+            super().__init__(daemon=True, name="canal-do-lider")
+            self.servidor = servidor
+
+        def run(self):
+            servidor = self.servidor
+            recusa_dita = None
+            while not servidor.parar.is_set():
+                espera = Servidor.INTERVALO_REJOIN
+                try:
+                    # [5a] O seguidor entra no líder: JOIN com a tabela e o maior ts dele, e a
+                    # cópia da tabela do líder instalada e confirmada.
+                    sock, arquivo = servidor.entrar_no_lider()
+                    recusa_dita = None
+                    try:
+                        servidor.receber_replicacoes(sock, arquivo)
+                    finally:
+                        arquivo.close()
+                        sock.close()
+                except OSError:
+                    pass  # líder fora do ar ou caiu: tenta de novo
+                except ValueError as erro:
+                    # O líder recusou o JOIN ou falou fora do protocolo: diz uma vez só, e
+                    # tenta de novo com calma (cada JOIN leva a tabela inteira).
+                    espera = Servidor.ESPERA_APOS_RECUSA
+                    if str(erro) != recusa_dita:
+                        recusa_dita = str(erro)
+                        servidor.avisar("Canal com o líder %s recusado: %s"
+                                        % (servidor.endereco_lider, erro))
+                servidor.parar.wait(espera)
+
+    def receber_replicacoes(self, sock, arquivo):
+        """Seguidor: aplica as REPLICATIONs do canal, em ordem, e confirma cada uma."""
+        resto = bytearray()
+        while True:
+            # Tudo o que já chegou é aplicado em ordem e confirmado junto, num sendall só:
+            # o líder manda várias REPLICATIONs de uma vez sob carga.
+            pedidos = Mensagem.receber_lote(arquivo, resto)
+            if pedidos is None:
+                return
+            if self.atraso_replicacao > 0:
+                # Demonstração: cada REPLICATION confirmada assim que aplicada.
+                for pedido in pedidos:
+                    self.aplicar_replicacao(pedido).enviar(sock)
+            elif pedidos:
+                sock.sendall(b"".join(self.aplicar_replicacao(p).para_linha() for p in pedidos))
+
+    # [5d] Recebe REPLICATION: aplica (salvo se já tem mais novo) e responde REPLICATION_OK.
+    def aplicar_replicacao(self, pedido):
+        """Seguidor, só no canal com o líder: aplica a REPLICATION e devolve REPLICATION_OK."""
+        if pedido.tipo != Mensagem.REPLICATION:
+            raise ValueError("o líder enviou %s no canal de replicação" % pedido.tipo)
+        if self.atraso_replicacao > 0:
+            # Atraso de demonstração: deixa ver TRY_OTHER_SERVER_OR_LATER (enunciado, seção 9).
+            self.parar.wait(self.atraso_replicacao)
+        with self.trava_tabela:
+            atual = self.tabela.get(pedido.key)
+            if atual is None or atual[1] <= pedido.timestamp:
+                self.tabela[pedido.key] = (pedido.value, pedido.timestamp)
+            self.maior_ts = max(self.maior_ts, pedido.timestamp)
+        # A linha sai quando a REPLICATION é aplicada: o console nunca mostra um ts que o
+        # servidor ainda não tem.
+        self.escrever("REPLICATION key:%s value:%s ts:%d"
+                      % (Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value),
+                         pedido.timestamp))
+        return Mensagem(Mensagem.REPLICATION_OK, key=pedido.key, timestamp=pedido.timestamp)
+
+    # ==================================================================================
+    # 5e. REPLICATION_OK: o líder responde PUT_OK quando todos confirmaram
+    # ==================================================================================
+
+    class CanalDoSeguidor(threading.Thread):
+        """Líder: lê, em ordem, os REPLICATION_OK de um seguidor conectado.
 
         Só lê: quem escreve no socket (os PUTs e o JOIN, sob a trava_put) passa por
-        enviar_ao_seguidor. Esta thread lê por uma cópia do socket (dup) com prazo de uma
-        FATIA: o recv volta a cada fatia para conferir o prazo do seguidor, sem um select antes
-        de cada leitura e sem mexer no prazo de quem envia (prazo zero ou positivo, as duas
-        cópias concordam em ser não bloqueantes no sistema).
+        enviar_ao_seguidor. Lê por uma cópia do socket (dup) com prazo de uma FATIA: o recv
+        volta a cada fatia para conferir o prazo do seguidor (atrasado), sem mexer no prazo de
+        quem envia (zero ou positivo, as duas cópias ficam não bloqueantes no sistema).
         """
 
         def __init__(self, servidor, sock, origem, timestamp):
-            super().__init__(daemon=True, name="canal-%s" % origem)
+            super().__init__(daemon=True, name="canal-do-seguidor-%s" % origem)
             self.servidor = servidor
             self.sock = sock
             self.origem = origem
-            # O maior ts que o seguidor confirmou (o snapshot conta), e os enviados sem
+            # O maior ts que o seguidor confirmou (a cópia da tabela conta), e os enviados sem
             # confirmação, em ordem: (ts, instante do envio).
             self.confirmado = timestamp
             self.pendentes = collections.deque()
+            self.progresso = time.monotonic()  # a última confirmação lida
             # Por que quem envia derrubou o canal (um envio preso que passou do prazo).
             self.motivo = None
 
         def run(self):
             servidor = self.servidor
             resto = bytearray()
-            progresso = time.monotonic()
             motivo = None
             leitor = None
             try:
@@ -242,17 +452,11 @@ class Servidor:
                         linhas = Mensagem.cortar_linhas(resto, inicio)
                         if linhas:
                             motivo = servidor.confirmar(self, linhas)
-                            progresso = time.monotonic()
+                            self.progresso = time.monotonic()
                         if len(resto) > Mensagem.LIMITE_RESPOSTA:
                             # O REPLICATION_OK leva a key, que pode ter até 16 MiB.
                             motivo = "linha longa demais no canal"
-                    if self.pendentes and motivo is None:
-                        # O prazo conta desde o envio, ou desde a última confirmação: um
-                        # seguidor lento que confirma uma a uma segue unido.
-                        espera = time.monotonic() - max(self.pendentes[0][1], progresso)
-                        if espera > servidor.prazo_replicacao:
-                            motivo = ("não confirmou a REPLICATION ts:%d em %g s"
-                                      % (self.pendentes[0][0], servidor.prazo_replicacao))
+                    motivo = motivo or servidor.atrasado(self)
             except OSError:
                 pass  # o seguidor caiu
             finally:
@@ -265,62 +469,103 @@ class Servidor:
                 servidor.retirar(self)
                 servidor.detalhar("seguidor %s saiu do conjunto." % self.origem)
 
-    class CanalDoLider(threading.Thread):
-        """Seguidor: abre o canal ao líder (JOIN), aplica cada REPLICATION; refaz se cair."""
-
-        def __init__(self, servidor):
-            super().__init__(daemon=True, name="canal-do-lider")
-            self.servidor = servidor
-
-        def run(self):
-            servidor = self.servidor
-            avisado = None
-            while not servidor.parar.is_set():
-                sock = None
-                espera = Servidor.INTERVALO_REJOIN
+    # [5e] Recebe REPLICATION_OK: confirma, em ordem, as REPLICATIONs mais antigas do canal.
+    def confirmar(self, seguidor, linhas):
+        """Líder: aplica os REPLICATION_OK lidos; devolve o motivo para derrubar, ou None."""
+        with self.trava_confirmacoes:
+            for linha in linhas:
                 try:
-                    # [5a] O seguidor entra no líder: JOIN com a tabela e o contador dele, o
-                    # snapshot (já fundido) instalado e confirmado; só então está unido.
-                    try:
-                        sock = socket.create_connection(servidor.lider, Servidor.PRAZO_CONEXAO)
-                    except OSError as erro:
-                        # Sem líder, o seguidor fica calado (enunciado, seção 6: só as linhas
-                        # pedidas); um líder digitado errado aparece no ERRO do primeiro PUT.
-                        servidor.detalhar_uma_vez("sem-lider", "sem contato com o líder %s (%s); "
-                                                  "tentando de novo." % (servidor.endereco_lider,
-                                                                         erro.strerror or erro))
-                        raise
-                    servidor.avisados.discard("sem-lider")  # a próxima falta é dita de novo
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    sock.settimeout(servidor.prazo_replicacao)
-                    arquivo = sock.makefile("rb")
-                    servidor.pedir_join().enviar(sock)
-                    # Sem limite de linha: só o líder fala aqui, e o snapshot passa de 16 MiB.
-                    timestamp = servidor.instalar_snapshot(Mensagem.receber(arquivo, limite=None))
-                    Mensagem(Mensagem.REPLICATION_OK, timestamp=timestamp).enviar(sock)
-                    avisado = None
-
-                    # Daqui em diante o líder fala quando há PUT: espera sem prazo.
-                    sock.settimeout(None)
-                    servidor.replicar(sock, arquivo)
-                except OSError:
-                    pass  # líder fora do ar ou caiu: tenta de novo
+                    confirmacao = Mensagem.de_linha(linha)
                 except ValueError as erro:
-                    # O líder recusou o JOIN ou falou fora do protocolo: diz uma vez só, e
-                    # tenta de novo com calma (cada JOIN leva a tabela inteira).
-                    espera = Servidor.ESPERA_APOS_RECUSA
-                    if str(erro) != avisado:
-                        avisado = str(erro)
-                        servidor.avisar("Canal com o líder %s recusado: %s"
-                                        % (servidor.endereco_lider, erro))
-                finally:
-                    if sock is not None:
-                        sock.close()
-                servidor.parar.wait(espera)
+                    return "linha inválida no canal (%s)" % erro
+                esperado = seguidor.pendentes[0][0] if seguidor.pendentes else None
+                if confirmacao.tipo != Mensagem.REPLICATION_OK or \
+                        confirmacao.timestamp != esperado:
+                    return "%s ts:%s fora de ordem no canal" % (confirmacao.tipo,
+                                                                 confirmacao.timestamp)
+                seguidor.pendentes.popleft()
+                # max: uma fusão manda keys com ts abaixo do já confirmado (e em ordem, atrás).
+                seguidor.confirmado = max(seguidor.confirmado, confirmacao.timestamp)
+            self.liberar_confirmados()
+        return None
+
+    def esperar_confirmacoes(self, timestamp, origens):
+        """Dorme, fora de todas as travas, até cada seguidor de origens (conectado no PUT, e
+        ainda conectado) confirmar o timestamp. Sem prazo fixo: enquanto um seguidor confirma,
+        espera; o que para de confirmar sai no prazo de replicação, e a espera acaba."""
+        pronto = threading.Event()  # aberto por liberar_confirmados
+        with self.trava_confirmacoes:
+            self.esperas.append((timestamp, origens, pronto))
+            self.liberar_confirmados()
+        pronto.wait()
+
+    def liberar_confirmados(self):
+        """Sob a trava_confirmacoes: acorda cada PUT já confirmado por todos."""
+        faltam = []
+        for espera in self.esperas:
+            timestamp, origens, pronto = espera
+            if self.confirmado_por_todos(timestamp, origens):
+                pronto.set()
+            else:
+                faltam.append(espera)
+        self.esperas = faltam
+
+    def confirmado_por_todos(self, timestamp, origens):
+        """Sob a trava_confirmacoes: a regra da seção 5e. Cada seguidor conectado quando o PUT
+        foi gravado já confirmou o timestamp, ou saiu (e então não conta mais)."""
+        for origem in origens:
+            seguidor = self.seguidores.get(origem)
+            if seguidor is not None and seguidor.confirmado < timestamp:
+                return False
+        return True
+
+    # ==================================================================================
+    # 5f. GET, em qualquer servidor
+    # ==================================================================================
+
+    # [5f] Recebe GET: devolve o valor só se o ts do servidor não for menor que o do cliente.
+    def tratar_get(self, pedido, conexao):
+        """GET em qualquer servidor: valor (ou NULL) e ts, ou TRY_OTHER_SERVER_OR_LATER."""
+        with self.trava_tabela:
+            value, timestamp = self.tabela.get(pedido.key, (None, 0))
+        # A regra da seção 5f, em todo servidor e em todo estado (seguidor sem líder, líder
+        # que acabou de subir): pode estar atrasado, mas nunca devolve algo mais velho que o
+        # que o cliente já viu.
+        if timestamp >= pedido.timestamp:
+            resposta = Mensagem(Mensagem.GET_OK, key=pedido.key, value=value, timestamp=timestamp)
+            devolvido = Mensagem.mostrar(value)
+        else:
+            resposta = Mensagem(Mensagem.TRY_OTHER_SERVER_OR_LATER, key=pedido.key,
+                                timestamp=timestamp)
+            devolvido = Mensagem.TRY_OTHER_SERVER_OR_LATER
+        self.escrever("Cliente %s GET key:%s ts:%d. Meu ts é %d, portanto devolvendo %s"
+                      % (conexao.cliente, Mensagem.mostrar(pedido.key), pedido.timestamp,
+                         timestamp, devolvido))
+        return resposta
+
+    # ==================================================================================
+    # Além do enunciado (1): o console, escrito por uma thread
+    # ==================================================================================
+    # stdout tem só as linhas da seção 6 do enunciado. Elas vão para uma fila que a thread
+    # Console escreve, em ordem: no Windows, um clique no console o pausa (modo de seleção) e
+    # um print pararia quem o chamou; assim, um console pausado atrasa só as próprias linhas.
+
+    def escrever(self, linha):
+        """Uma linha da seção 6 do enunciado no console (pela thread Console)."""
+        self.enfileirar(sys.stdout, linha)
+
+    def avisar(self, linha):
+        """Uma linha de erro para a pessoa, em stderr (stdout só tem as linhas da seção 6)."""
+        self.enfileirar(sys.stderr, linha)
+
+    def enfileirar(self, arquivo, linha):
+        self.console.fila.append((arquivo, linha))
+        if not self.console.aviso.is_set():
+            self.console.aviso.set()  # só acorda o Console se ele está esperando
 
     class Console(threading.Thread):
-        """Escreve as linhas do console, em ordem: um console pausado (no Windows, o modo de
-        seleção do Prompt) atrasa só as próprias linhas, nunca o cluster."""
+        """Escreve as linhas do console, em ordem e na hora: um console pausado (no Windows,
+        o modo de seleção do Prompt) atrasa só as próprias linhas, nunca o cluster."""
 
         def __init__(self):
             super().__init__(daemon=True, name="console")
@@ -346,65 +591,6 @@ class Servidor:
                     except (OSError, ValueError):
                         pass  # console fechado: o servidor continua servindo
 
-    # ==== entrada e saída, comuns aos dois papéis
-
-    def ler_pedido(self, conexao, arquivo):
-        """Lê o próximo pedido; espera sem prazo por um novo, com prazo pelo resto dele."""
-        # peek bloqueia só enquanto a conexão está ociosa e não consome nada. A linha inteira
-        # já chegou (o caso comum): lê sem mexer no prazo, que custaria chamadas ao sistema.
-        inicio = arquivo.peek(1)
-        if inicio.startswith(Mensagem.INICIO_JOIN):
-            self.chegando.add(conexao)  # um JOIN chegando segura o primeiro timestamp
-        sock = conexao.sock
-        if not inicio or b"\n" in inicio:
-            return Mensagem.receber(arquivo, join=True)
-        # Só esta thread usa este socket: pode mudar o prazo dele.
-        sock.settimeout(Servidor.PRAZO_LINHA)
-        try:
-            return Mensagem.receber(arquivo, join=True)
-        finally:
-            sock.settimeout(None)
-
-    @staticmethod
-    def responder(sock, resposta):
-        """Envia a resposta; uma grande, com prazo (um cliente que não a lê não prende esta
-        thread para sempre). As pequenas cabem no buffer do sistema e saem sem esperar."""
-        linha = resposta.para_linha()
-        if len(linha) <= Servidor.RESPOSTA_PEQUENA:
-            sock.sendall(linha)
-            return
-        sock.settimeout(Servidor.PRAZO_LINHA)
-        try:
-            sock.sendall(linha)
-        finally:
-            sock.settimeout(None)
-
-    def despachar(self, pedido, conexao):
-        """Chama o tratador do tipo; tipo sem tratador (uma resposta, p. ex.) recebe ERRO."""
-        tratador = self.tratadores.get(pedido.tipo)
-        if tratador is None:
-            return Mensagem(Mensagem.ERRO, value="%s não é um pedido" % pedido.tipo)
-        try:
-            return tratador(pedido, conexao)
-        except OSError:
-            raise  # rede: encerra esta conexão
-        except Exception as erro:  # defeito nosso: esta conexão não derruba o resto
-            self.avisar("Erro interno ao tratar %s: %r" % (pedido.tipo, erro))
-            return Mensagem(Mensagem.ERRO, value="erro interno do servidor")
-
-    def escrever(self, linha):
-        """Uma linha da seção 6 do enunciado no console (pela thread Console)."""
-        self.enfileirar(sys.stdout, linha)
-
-    def avisar(self, linha):
-        """Uma linha de erro para a pessoa, em stderr (stdout só tem as linhas da seção 6)."""
-        self.enfileirar(sys.stderr, linha)
-
-    def enfileirar(self, arquivo, linha):
-        self.console.fila.append((arquivo, linha))
-        if not self.console.aviso.is_set():
-            self.console.aviso.set()  # só acorda o Console se ele está esperando
-
     def detalhar(self, linha):
         """Com --detalhes: a entrada e a saída de seguidores e as fusões, em stderr (para
         acompanhar o cluster e para os testes; fora disso, nada disto aparece)."""
@@ -420,189 +606,83 @@ class Servidor:
         if self.detalhes:
             self.avisar_uma_vez(assunto, "Detalhe: " + linha)
 
-    # ==== O LÍDER. PUT: timestamp, tabela, disco e REPLICATION; PUT_OK depois das confirmações
+    # ==================================================================================
+    # Além do enunciado (2): como um seguidor entra no líder (JOIN)
+    # ==================================================================================
+    # O enunciado não diz como o líder conhece os seguidores. Aqui o seguidor abre a conexão
+    # (como os do ZooKeeper) e manda JOIN com a tabela e o maior ts que tem; o líder funde o
+    # que ele traz (parte 3), responde JOIN_OK com uma cópia da tabela, o seguidor a instala
+    # e a confirma com REPLICATION_OK; daí em diante o líder manda cada REPLICATION por essa
+    # mesma conexão. O líder não precisa de lista de seguidores, a ordem de partida não
+    # importa, e um seguidor que cai e volta recebe tudo de novo.
 
-    # [5c] Recebe PUT no líder: grava com o próximo timestamp, replica, e responde.
-    def tratar_put(self, pedido, conexao):
-        """PUT no líder: timestamp global, grava, replica e só então responde PUT_OK."""
-        cliente = pedido.origem or conexao.cliente
-        self.escrever("Cliente %s PUT key:%s value:%s"
-                      % (cliente, Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
-        self.esperar_historia()
-        with self.trava_put:
-            anterior = self.ids.get(pedido.id) if pedido.id is not None else None
-            if anterior is None:
-                try:
-                    timestamp = self.gravar_e_replicar(pedido.key, pedido.value, pedido.id)
-                except OSError as erro:  # o registro em disco (--dados) falhou
-                    self.avisar("Erro ao gravar o registro em disco: %s." % (erro.strerror or erro))
-                    return Mensagem(Mensagem.ERRO, value="o líder não conseguiu gravar no disco; "
-                                    "o PUT pode ou não ter sido feito")
-            elif anterior[1] != hash((pedido.key, pedido.value)):
-                return Mensagem(Mensagem.ERRO, value="o id %s já foi usado por outro PUT; nada "
-                                "foi gravado" % Mensagem.mostrar(pedido.id))
-            else:
-                timestamp = anterior[0]  # repetido: espera o original e responde o mesmo ts
-            origens = list(self.canais)
-        # [5e] PUT_OK só depois do REPLICATION_OK de todos os seguidores unidos.
-        self.esperar_confirmacoes(timestamp, origens)
-        self.escrever("Enviando PUT_OK ao Cliente %s da key:%s ts:%d"
-                      % (cliente, Mensagem.mostrar(pedido.key), timestamp))
-        return Mensagem(Mensagem.PUT_OK, key=pedido.key, value=pedido.value, timestamp=timestamp,
-                        id=pedido.id)
+    ESPERA_APOS_RECUSA = 5.0  # líder que recusou o JOIN: o seguidor tenta de novo com calma
+    INTERVALO_REJOIN = 0.5    # entre tentativas do seguidor de entrar no líder
 
-    def gravar_e_replicar(self, key, value, id_put):
-        """Sob a trava_put: o próximo timestamp, o disco, a tabela e a REPLICATION a cada canal.
-
-        Enviar sob a trava mantém a ordem total no fio sem filas. OSError só do disco, antes
-        de qualquer mudança.
-        """
-        timestamp = self.contador + 1
-        linha = Mensagem(Mensagem.REPLICATION, key=key, value=value,
-                         timestamp=timestamp).para_linha()
-        # O registro vem antes de tudo: o que a tabela ou um seguidor tem, o disco também tem.
-        self.registrar(linha)
-        self.contador = timestamp
-        with self.trava_tabela:
-            self.tabela[key] = (value, timestamp)
-        self.proprias.add(key)
-        if id_put is not None:
-            self.ids[id_put] = (timestamp, hash((key, value)))
-            if len(self.ids) > Servidor.MAXIMO_IDS:
-                self.ids.popitem(last=False)
-        # Depois da tabela: a compactação grava a tabela com esta escrita dentro.
-        self.compactar_se_cresceu()
-        # [5c] Replica (key, value, timestamp) nos seguidores com a mensagem REPLICATION.
-        self.enviar_a_todos(linha, timestamp)
-        return timestamp
-
-    def enviar_a_todos(self, linha, timestamp):
-        """Sob a trava_put: a REPLICATION a cada canal; um canal que falha é derrubado (a
-        thread dele o retira)."""
-        for canal in self.canais.values():
-            # Registra antes de enviar (a confirmação pode chegar antes do envio voltar), com
-            # a hora deste canal: o envio ao anterior pode ter esperado.
-            canal.pendentes.append((timestamp, time.monotonic()))
-            try:
-                self.enviar_ao_seguidor(canal.sock, linha)
-            except socket.timeout:
-                # Um seguidor que não lê (pausado, ou falso) não segura os PUTs: sai com aviso.
-                canal.motivo = ("não leu a REPLICATION ts:%d em %g s"
-                                % (timestamp, self.prazo_replicacao))
-                Servidor.derrubar(canal.sock)
-            except OSError:
-                Servidor.derrubar(canal.sock)  # o seguidor caiu: a thread do Canal o retira
-
-    def enviar_ao_seguidor(self, sock, linha):
-        """Sob a trava_put: manda uma linha pelo canal de um seguidor, no prazo de replicação.
-
-        O socket do canal fica sem prazo no Python (settimeout(0)): a linha que cabe no buffer
-        do sistema, o caso comum, sai num send só, sem o poll que um prazo põe antes de cada
-        envio. Só o resto de uma que não coube espera, com o prazo.
-        """
+    def entrar_no_lider(self):
+        """Seguidor: conecta no líder, manda JOIN, instala a cópia e a confirma; devolve
+        (socket, leitor) do canal de replicação. OSError: sem líder; ValueError: recusado."""
         try:
-            enviado = sock.send(linha)
-        except BlockingIOError:
-            enviado = 0  # buffer cheio: o seguidor está lendo devagar
-        if enviado < len(linha):
+            sock = socket.create_connection(self.lider, Servidor.PRAZO_CONEXAO)
+        except OSError as erro:
+            # Sem líder, o seguidor fica calado (enunciado, seção 6: só as linhas pedidas);
+            # um líder digitado errado aparece no ERRO do primeiro PUT por este seguidor.
+            self.detalhar_uma_vez("sem-lider", "sem contato com o líder %s (%s); tentando de "
+                                  "novo." % (self.endereco_lider, erro.strerror or erro))
+            raise
+        self.avisados.discard("sem-lider")  # a próxima falta é dita de novo
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(self.prazo_replicacao)
-            try:
-                sock.sendall(memoryview(linha)[enviado:])
-            finally:
-                sock.settimeout(0)
+            arquivo = sock.makefile("rb")
+            self.pedir_join().enviar(sock)
+            # Sem limite de linha: só o líder fala aqui, e a cópia passa de 16 MiB.
+            timestamp = self.instalar_snapshot(Mensagem.receber(arquivo, limite=None))
+            Mensagem(Mensagem.REPLICATION_OK, timestamp=timestamp).enviar(sock)
+            # Daqui em diante o líder fala quando há PUT: espera sem prazo.
+            sock.settimeout(None)
+            return sock, arquivo
+        except Exception:
+            sock.close()
+            raise
 
-    def esperar_historia(self):
-        """Líder que acabou de subir: nenhum timestamp antes de ouvir a história. Espera até
-        fundir o JOIN de um seguidor com dados (fundir abre historia), ou até ESPERA_HISTORIA
-        sem nenhum JOIN chegando; nunca mais que o prazo de replicação."""
-        while not self.historia.is_set():
-            passou = time.monotonic() - self.subida
-            if passou >= self.prazo_replicacao or \
-                    (passou >= Servidor.ESPERA_HISTORIA and not self.chegando):
-                self.historia.set()
-            else:
-                self.historia.wait(min(Servidor.FATIA,
-                                       max(Servidor.ESPERA_HISTORIA - passou, 0.01)))
+    def pedir_join(self):
+        """Seguidor: o JOIN leva o endereço, o maior ts e a tabela inteira (o líder que
+        reiniciou recupera dela o que perdeu, de qualquer tamanho até Mensagem.LIMITE_JOIN)."""
+        with self.trava_tabela:
+            dados = dict(self.tabela)  # os pares (value, ts) viajam como listas JSON
+            maior_ts = self.maior_ts
+        return Mensagem(Mensagem.JOIN, origem=self.endereco, timestamp=maior_ts,
+                        dados=dados or None)
 
-    def esperar_confirmacoes(self, timestamp, origens):
-        """Dorme, fora de todas as travas, até cada seguidor de origens (unido no PUT, e ainda
-        unido) confirmar o timestamp. Sem prazo fixo: enquanto um seguidor confirma, espera; o
-        que para de confirmar, o Canal dele retira no prazo de replicação, e a espera acaba."""
-        sinal = threading.Event()  # aberto por quem lê o REPLICATION_OK que faltava
-        with self.trava_confirmacoes:
-            self.esperas.append((timestamp, origens, sinal))
-            self.liberar_confirmados()
-        sinal.wait()
-
-    # ==== O LÍDER. REPLICATION_OK: cada Canal confirma em ordem; quem para de confirmar sai
-
-    # [5e] Recebe REPLICATION_OK: confirma, em ordem, as REPLICATIONs mais antigas do canal.
-    def confirmar(self, canal, linhas):
-        """Líder: aplica os REPLICATION_OK lidos; devolve o motivo para derrubar, ou None."""
-        with self.trava_confirmacoes:
-            for linha in linhas:
-                try:
-                    confirmacao = Mensagem.de_linha(linha)
-                except ValueError as erro:
-                    return "linha inválida no canal (%s)" % erro
-                esperado = canal.pendentes[0][0] if canal.pendentes else None
-                if confirmacao.tipo != Mensagem.REPLICATION_OK or \
-                        confirmacao.timestamp != esperado:
-                    return "%s ts:%s fora de ordem no canal" % (confirmacao.tipo,
-                                                                 confirmacao.timestamp)
-                canal.pendentes.popleft()
-                # max: uma fusão manda keys com ts abaixo do já confirmado (e em ordem, atrás).
-                canal.confirmado = max(canal.confirmado, confirmacao.timestamp)
-            self.liberar_confirmados()
-        return None
-
-    def liberar_confirmados(self):
-        """Sob a trava_confirmacoes: abre o sinal de cada PUT já confirmado por todos."""
-        faltam = []
-        for espera in self.esperas:
-            timestamp, origens, sinal = espera
-            if self.confirmado_por_todos(timestamp, origens):
-                sinal.set()
-            else:
-                faltam.append(espera)
-        self.esperas = faltam
-
-    def confirmado_por_todos(self, timestamp, origens):
-        """Sob a trava_confirmacoes: a regra da seção 5e. Cada seguidor unido quando o PUT foi
-        gravado já confirmou o timestamp, ou saiu do conjunto (e então não conta mais)."""
-        for origem in origens:
-            canal = self.canais.get(origem)
-            if canal is not None and canal.confirmado < timestamp:
-                return False
-        return True
-
-    def retirar(self, canal):
-        """O canal caiu ou foi derrubado: sai do conjunto e libera os PUTs que esperavam por ele."""
-        Servidor.derrubar(canal.sock)
-        # Sob a trava_put nenhum PUT está num sendall deste socket: pode fechar.
-        with self.trava_put:
-            with self.trava_confirmacoes:
-                if self.canais.get(canal.origem) is canal:
-                    del self.canais[canal.origem]
-                self.liberar_confirmados()
-            canal.sock.close()
+    def instalar_snapshot(self, resposta):
+        """Seguidor: a tabela passa a ser a cópia do JOIN_OK; devolve o timestamp dela."""
+        if resposta is None:
+            raise OSError("o líder fechou o canal")
+        if resposta.tipo != Mensagem.JOIN_OK:
+            raise ValueError(resposta.value if resposta.tipo == Mensagem.ERRO
+                             else "resposta %s ao JOIN" % resposta.tipo)
+        tabela = Servidor.tabela_de(resposta.dados)
+        with self.trava_tabela:
+            if resposta.timestamp < self.maior_ts:
+                # Nunca se esvazia por engano: os dados daqui são mais novos que os do líder.
+                raise ValueError("o snapshot do líder (%d) é mais velho que o daqui (%d)"
+                                 % (resposta.timestamp, self.maior_ts))
+            self.tabela = tabela
+            self.maior_ts = resposta.timestamp
+        return resposta.timestamp
 
     @staticmethod
-    def derrubar(sock):
-        """Acorda quem lê ou envia no socket com erro; quem o lê é quem o fecha."""
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    def tabela_de(dados):
+        """O "dados" de um JOIN_OK ou do snapshot em disco (key -> [value, ts]) como tabela
+        (key -> (value, ts)). No outro sentido não há conversão: a tupla vira lista no JSON."""
+        return {key: (value, ts) for key, (value, ts) in dados.items()}
 
-    # ==== O LÍDER. JOIN e recuperação: fundir o que o seguidor traz, snapshot, canal unido
-
-    # [5a] JOIN no líder: manda o snapshot; confirmado, a conexão vira o canal do seguidor.
     def receber_seguidor(self, pedido, conexao, arquivo):
-        """Líder: JOIN -> JOIN_OK com o snapshot -> REPLICATION_OK dele -> canal unido.
+        """Líder: JOIN -> fusão -> JOIN_OK com a cópia -> REPLICATION_OK dele -> conectado.
 
-        Devolve True se a conexão virou canal (a Conexao não a fecha). O snapshot é enviado e
-        confirmado fora da trava_put: um seguidor lento ou falso não segura os PUTs.
+        Devolve True se a conexão virou canal de replicação (a Conexao não a fecha). A cópia é
+        enviada e confirmada fora da trava_put: um seguidor lento ou falso não segura os PUTs.
         """
         sock = conexao.sock
         recusa = self.recusar_join(pedido)
@@ -618,7 +698,7 @@ class Servidor:
         if recusa is not None:
             recusa.enviar(sock)
             return False
-        # O snapshot tem o prazo de replicação; unido, o canal envia por enviar_ao_seguidor.
+        # A cópia tem o prazo de replicação; conectado, o canal envia por enviar_ao_seguidor.
         sock.settimeout(self.prazo_replicacao)
         Mensagem(Mensagem.JOIN_OK, dados=snapshot, timestamp=timestamp).enviar(sock)
         try:
@@ -640,34 +720,107 @@ class Servidor:
             return Mensagem(Mensagem.ERRO, value="JOIN com o endereço do próprio líder")
         return None
 
-    def fundir(self, pedido):
-        """Sob a trava_put: junta à tabela o que o JOIN traz (a regra está na docstring da
-        classe) e manda o que mudou aos seguidores unidos, como REPLICATIONs: eles confirmam
-        como de costume, e nenhum PUT que espera é liberado sem confirmação. Devolve o ERRO
-        de um JOIN que levaria o contador acima do limite, ou None.
+    def unir(self, origem, sock, tabela, timestamp):
+        """Sob a trava_put: manda como REPLICATION o que entrou depois da cópia e conecta o
+        seguidor, no lugar do canal antigo do mesmo endereço, se havia."""
+        with self.trava_put:
+            if self.tabela is not tabela:
+                # fundir troca o dicionário inteiro: outro JOIN foi fundido e esta cópia
+                # ficou velha. O seguidor refaz o JOIN e recebe a tabela fundida.
+                raise ConnectionError("a tabela mudou por uma fusão durante o JOIN")
+            seguidor = Servidor.CanalDoSeguidor(self, sock, origem, timestamp)
+            with self.trava_tabela:
+                novos = sorted((ts, key, value) for key, (value, ts) in self.tabela.items()
+                               if ts > timestamp)
+            agora = time.monotonic()
+            sock.settimeout(0)  # daqui em diante, todo envio passa por enviar_ao_seguidor
+            for ts, key, value in novos:
+                seguidor.pendentes.append((ts, agora))
+                self.enviar_ao_seguidor(sock, Mensagem(Mensagem.REPLICATION, key=key,
+                                                       value=value, timestamp=ts).para_linha())
+            # [threads] Uma thread por seguidor conectado lê os REPLICATION_OK dele. Começa
+            # antes de o seguidor entrar em seguidores: se não começar, nenhum PUT espera por
+            # ele; se ela já terminar, o retirar dela espera esta trava e o acha lá.
+            try:
+                seguidor.start()
+            except RuntimeError:
+                raise ConnectionError("sem memória para a thread do canal") from None
+            with self.trava_confirmacoes:
+                antigo = self.seguidores.get(origem)
+                self.seguidores[origem] = seguidor
+                self.liberar_confirmados()
+        self.detalhar("seguidor %s unido no ts %d." % (origem, timestamp))
+        if antigo is not None:
+            Servidor.derrubar(antigo.sock)
 
-        Exemplo: o líder volta vazio e aceita k (ts 1). Um seguidor entra com contador 98 e
-        m em ts 98: m entra como está, e k é refeito em ts 99. Outro entra com contador 100 e
-        a k de antes em ts 100 (um cliente pode ter lido essa): k é refeito de novo, em 101."""
+    def recusar_fora_do_canal(self, pedido, conexao):
+        """REPLICATION e JOIN_OK na porta de escuta: ninguém escreve por fora do líder."""
+        return Mensagem(Mensagem.ERRO, value="%s só é aceito no canal que o seguidor abre ao "
+                        "líder" % pedido.tipo)
+
+    # ==================================================================================
+    # Além do enunciado (3): o líder que reinicia (fusão) e o PUT repetido (id)
+    # ==================================================================================
+    # O enunciado supõe que ninguém cai. Um líder que volta (vazio, ou de uma pasta --dados
+    # velha) não sabe até onde os seguidores foram, e nenhum relógio decide isso: cada JOIN
+    # traz a tabela e o maior ts do seguidor, e o líder funde (fundir), como o novo líder do
+    # ZooKeeper sincroniza a partir do maior zxid. E, até ouvir essa história, não dá
+    # timestamp nenhum (esperar_historia): daria números que ela também tem, e um seguidor
+    # ainda com ela devolveria a um cliente o valor velho da key que ele acabou de escrever
+    # (enunciado, seção 5f: "NUNCA um value anterior ao que já viu").
+
+    # Líder que acabou de subir: espera no máximo isto, sem nenhum JOIN chegando, antes do
+    # primeiro timestamp (um seguidor reconecta em até uns 2 s, também no Windows).
+    ESPERA_HISTORIA = 3.0
+    # Uma fusão não leva o contador do líder acima disto: sobra espaço nos 64 bits.
+    MAIOR_CONTADOR_JOIN = Mensagem.MAIOR_TIMESTAMP // 2
+    MAXIMO_IDS = 100000      # ids de PUT lembrados para reconhecer um PUT repetido
+
+    def esperar_historia(self):
+        """Líder que acabou de subir: nenhum timestamp antes de ouvir a história. Espera até
+        fundir o JOIN de um seguidor com dados, ou de dois sem nada (os três servidores do
+        enunciado: não há história), ou até ESPERA_HISTORIA sem nenhum JOIN chegando (ler_pedido
+        anota em chegando um JOIN que ainda está chegando); nunca mais que o prazo de
+        replicação. Os GETs nunca esperam."""
+        while not self.historia.is_set():
+            passou = time.monotonic() - self.subida
+            if passou >= self.prazo_replicacao or \
+                    (passou >= Servidor.ESPERA_HISTORIA and not self.chegando):
+                self.historia.set()
+            else:
+                self.historia.wait(min(Servidor.FATIA,
+                                       max(Servidor.ESPERA_HISTORIA - passou, 0.01)))
+
+    def fundir(self, pedido):
+        """Sob a trava_put: junta à tabela o que o JOIN traz e manda o que mudou aos
+        seguidores conectados, como REPLICATIONs: eles confirmam como de costume, e nenhum PUT
+        que espera é liberado sem confirmação. Devolve o ERRO de um JOIN que levaria o
+        contador acima do limite, ou None.
+
+        Uma key que só o seguidor tem, ou que ele tem com ts maior, entra como está lá, salvo
+        as que este líder mesmo escreveu desde que subiu (proprias); as que só o líder tem
+        ficam. Se o seguidor viu mais da história (ts acima do contador), ou tem, de uma key
+        escrita aqui, outra versão de ts igual ou maior (um cliente pode tê-la lido), as
+        escritas deste líder são refeitas por cima, na ordem original, com ts novos.
+
+        Exemplo: o líder volta vazio e aceita k (ts 1). Um seguidor entra com maior ts 98 e
+        m em ts 98: m entra como está, e k é refeito em ts 99. Outro entra com 100 e a k de
+        antes em ts 100: k é refeito de novo, em 101."""
         dados = pedido.dados or {}
-        # Uma key acima do contador do JOIN sobe o contador: nada fica acima do contador.
+        # Uma key acima do ts do JOIN o sobe: o contador fica acima de tudo na tabela.
         trazido = max([pedido.timestamp or 0] + [ts for _, ts in dados.values()])
         contador = max(self.contador, trazido)
         mudancas = {}
-        refazer = contador > self.contador  # o seguidor viu mais da história que o líder
+        refazer = contador > self.contador
         for key, (value, ts) in dados.items():
             atual = self.tabela.get(key)
             if key not in self.proprias:
                 if atual is None or atual[1] < ts:
                     mudancas[key] = (value, ts)
             elif ts > atual[1] or (ts == atual[1] and value != atual[0]):
-                # Uma k de antes do reinício com ts igual ou maior que o da escrita deste
-                # líder: um cliente pode tê-la visto, então a escrita daqui vai para cima.
                 refazer = True
         renumerados = {}
         if refazer:
-            # As escritas deste líder vêm depois de tudo o que o seguidor viu: refeitas por
-            # cima, na ordem original, com timestamps novos acima do contador dele.
             for key in sorted(self.proprias, key=lambda k: self.tabela[k][1]):
                 contador += 1
                 value, antigo = self.tabela[key]
@@ -679,13 +832,13 @@ class Servidor:
             return Mensagem(Mensagem.ERRO, value="contador do JOIN alto demais: o limite é %d"
                             % Servidor.MAIOR_CONTADOR_JOIN)
         if not self.historia.is_set():
-            # Um seguidor com dados traz a história; dois sem nada (os três servidores do
-            # enunciado) dizem que não há história: o líder pode dar timestamps.
             self.vazios.add(pedido.origem)
             if trazido > 0 or len(self.vazios) >= 2:
                 self.historia.set()
         if not mudancas and contador == self.contador:
             return None  # o caso comum: o seguidor só está atrasado
+        # Um dicionário novo, não o mesmo alterado: unir compara a identidade para saber se a
+        # cópia de um JOIN em curso ficou velha.
         tabela = dict(self.tabela)
         tabela.update(mudancas)
         with self.trava_tabela:
@@ -698,46 +851,153 @@ class Servidor:
                     self.ids[id_put] = (renumerados[ts], resumo)
         self.compactar()
         for ts, key, value in sorted((ts, key, value) for key, (value, ts) in mudancas.items()):
-            self.enviar_a_todos(Mensagem(Mensagem.REPLICATION, key=key, value=value,
-                                         timestamp=ts).para_linha(), ts)
+            self.enviar_replication(Mensagem(Mensagem.REPLICATION, key=key, value=value,
+                                             timestamp=ts).para_linha(), ts)
         self.detalhar("fundido o JOIN de %s (contador dele %d): %d keys mudaram, contador agora "
                       "%d." % (pedido.origem, pedido.timestamp or 0, len(mudancas), contador))
         return None
 
-    def unir(self, origem, sock, tabela, timestamp):
-        """Sob a trava_put: manda como REPLICATION o que entrou depois do snapshot e põe o
-        canal no conjunto, no lugar do antigo do mesmo endereço, se havia."""
-        with self.trava_put:
-            if self.tabela is not tabela:
-                # fundir troca o dicionário inteiro: outro JOIN foi fundido e este snapshot
-                # ficou velho. O seguidor refaz o JOIN e recebe a tabela fundida.
-                raise ConnectionError("a tabela mudou por uma fusão durante o JOIN")
-            canal = Servidor.Canal(self, sock, origem, timestamp)
-            with self.trava_tabela:
-                novos = sorted((ts, key, value) for key, (value, ts) in self.tabela.items()
-                               if ts > timestamp)
-            agora = time.monotonic()
-            sock.settimeout(0)  # daqui em diante, todo envio passa por enviar_ao_seguidor
-            for ts, key, value in novos:
-                canal.pendentes.append((ts, agora))
-                self.enviar_ao_seguidor(sock, Mensagem(Mensagem.REPLICATION, key=key,
-                                                       value=value, timestamp=ts).para_linha())
-            # [threads] Uma thread por seguidor unido lê os REPLICATION_OK dele. Começa antes
-            # de o canal entrar no conjunto: se não começar, nenhum PUT espera por ele. Se ela
-            # já terminar, o retirar dela espera esta trava e acha o canal lá.
-            try:
-                canal.start()
-            except RuntimeError:
-                raise ConnectionError("sem memória para a thread do canal") from None
-            with self.trava_confirmacoes:
-                antigo = self.canais.get(origem)
-                self.canais[origem] = canal
-                self.liberar_confirmados()
-        self.detalhar("seguidor %s unido no ts %d." % (origem, timestamp))
-        if antigo is not None:
-            Servidor.derrubar(antigo.sock)
+    def id_repetido(self, pedido):
+        """Sob a trava_put: o ts de um PUT já gravado com o mesmo id (o cliente o repetiu
+        porque um servidor caiu no meio), ou None; ValueError se o id veio com outro pedido."""
+        anterior = self.ids.get(pedido.id) if pedido.id is not None else None
+        if anterior is None:
+            return None
+        if anterior[1] != hash((pedido.key, pedido.value)):
+            raise ValueError("o id %s já foi usado por outro PUT; nada foi gravado"
+                             % Mensagem.mostrar(pedido.id))
+        return anterior[0]
 
-    # ==== O LÍDER. Registro em disco (--dados)
+    def lembrar_id(self, id_put, key, value, timestamp):
+        """Sob a trava_put: id -> (ts, resumo do pedido), só os MAXIMO_IDS mais recentes."""
+        if id_put is not None:
+            self.ids[id_put] = (timestamp, hash((key, value)))
+            if len(self.ids) > Servidor.MAXIMO_IDS:
+                self.ids.popitem(last=False)
+
+    # ==================================================================================
+    # Além do enunciado (4): prazos, para um par que para não segurar ninguém
+    # ==================================================================================
+
+    # Seguidor que não confirma uma REPLICATION neste prazo sai e os PUTs seguem; maior que
+    # ATRASO_MAXIMO, para o seguidor lento da demonstração nunca ser retirado.
+    # --prazo-replicacao o troca (os testes o encurtam; o padrão é este).
+    PRAZO_REPLICACAO = 40.0
+    PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
+    RESPOSTA_PEQUENA = 64 * 1024
+
+    def conexao_ao_lider(self, conexao):
+        """A conexão de encaminhamento desta Conexao; refeita se o líder a fechou."""
+        if conexao.encaminhamento is not None:
+            sock = conexao.encaminhamento[0]
+            # Legível sem pedido feito = o líder fechou (ou reiniciou): descarta e reabre.
+            if select.select([sock], [], [], 0)[0]:
+                sock.close()
+                conexao.encaminhamento = None
+        if conexao.encaminhamento is None:
+            sock = socket.create_connection(self.lider, Servidor.PRAZO_CONEXAO)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(None)  # a resposta do líder espera os seguidores, sem teto
+            conexao.encaminhamento = (sock, sock.makefile("rb"))
+        return conexao.encaminhamento
+
+    def lider_nao_respondeu(self, conexao, pedido, enviado):
+        """O ERRO de um PUT que o líder não respondeu; sem nova tentativa daqui: o cliente
+        sabe se pode repetir (o id do PUT)."""
+        if conexao.encaminhamento is not None:
+            conexao.encaminhamento[0].close()
+            conexao.encaminhamento = None
+        if enviado:
+            situacao = "não respondeu; o PUT pode ou não ter sido feito"
+        else:
+            situacao = "está fora do ar; o PUT não foi feito"
+        self.avisar("Líder %s %s (key:%s)."
+                    % (self.endereco_lider, situacao, Mensagem.mostrar(pedido.key)))
+        return Mensagem(Mensagem.ERRO, value="o líder %s %s" % (self.endereco_lider, situacao))
+
+    @staticmethod
+    def com_prazo(sock, prazo, acao):
+        """acao() com o socket no prazo dado, que depois volta ao de antes. Só para um socket
+        que nenhuma outra thread usa nesse meio tempo."""
+        antes = sock.gettimeout()
+        sock.settimeout(prazo)
+        try:
+            return acao()
+        finally:
+            sock.settimeout(antes)
+
+    def ler_pedido(self, conexao, arquivo):
+        """Lê o próximo pedido; espera sem prazo por um novo, com prazo pelo resto dele."""
+        # peek bloqueia só enquanto a conexão está ociosa e não consome nada.
+        inicio = arquivo.peek(1)
+        if inicio.startswith(Mensagem.INICIO_JOIN):
+            self.chegando.add(conexao)  # um JOIN chegando segura o primeiro timestamp
+        if not inicio or b"\n" in inicio:
+            # A linha inteira já chegou (o caso comum): lê sem mexer no prazo.
+            return Mensagem.receber(arquivo, join=True)
+        return Servidor.com_prazo(conexao.sock, Servidor.PRAZO_LINHA,
+                                  lambda: Mensagem.receber(arquivo, join=True))
+
+    @staticmethod
+    def responder(sock, resposta):
+        """Envia a resposta; uma grande, com prazo (um cliente que não a lê não prende esta
+        thread para sempre). As pequenas cabem no buffer do sistema e saem sem esperar."""
+        linha = resposta.para_linha()
+        if len(linha) <= Servidor.RESPOSTA_PEQUENA:
+            sock.sendall(linha)
+        else:
+            Servidor.com_prazo(sock, Servidor.PRAZO_LINHA, lambda: sock.sendall(linha))
+
+    def enviar_ao_seguidor(self, sock, linha):
+        """Sob a trava_put: manda uma linha pelo canal de um seguidor, no prazo de replicação.
+
+        O socket do canal fica sem prazo no Python (settimeout(0)): a linha que cabe no buffer
+        do sistema, o caso comum, sai num send só, sem o poll que um prazo põe antes de cada
+        envio. Só o resto de uma que não coube espera, com o prazo.
+        """
+        try:
+            enviado = sock.send(linha)
+        except BlockingIOError:
+            enviado = 0  # buffer cheio: o seguidor está lendo devagar
+        if enviado < len(linha):
+            Servidor.com_prazo(sock, self.prazo_replicacao,
+                               lambda: sock.sendall(memoryview(linha)[enviado:]))
+
+    def atrasado(self, seguidor):
+        """O motivo para retirar um seguidor que passou do prazo de replicação, ou None. O
+        prazo conta desde o envio, ou desde a última confirmação: um seguidor lento que
+        confirma uma a uma segue conectado."""
+        if not seguidor.pendentes:
+            return None
+        timestamp, enviado = seguidor.pendentes[0]
+        if time.monotonic() - max(enviado, seguidor.progresso) <= self.prazo_replicacao:
+            return None
+        return "não confirmou a REPLICATION ts:%d em %g s" % (timestamp, self.prazo_replicacao)
+
+    def retirar(self, seguidor):
+        """O canal caiu ou foi derrubado: o seguidor sai e os PUTs que o esperavam seguem."""
+        Servidor.derrubar(seguidor.sock)
+        # Sob a trava_put nenhum PUT está num envio por este socket: pode fechar.
+        with self.trava_put:
+            with self.trava_confirmacoes:
+                if self.seguidores.get(seguidor.origem) is seguidor:
+                    del self.seguidores[seguidor.origem]
+                self.liberar_confirmados()
+            seguidor.sock.close()
+
+    @staticmethod
+    def derrubar(sock):
+        """Acorda quem lê ou envia no socket com erro; quem o lê é quem o fecha."""
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # ==================================================================================
+    # Além do enunciado (5): registro em disco (--dados), para o líder sobreviver a tudo
+    # ==================================================================================
+    # Na pasta: "registro" (cada PUT, uma linha REPLICATION, como no fio) e "snapshot" (a
+    # tabela inteira como um JOIN_OK, refeita quando o registro cresce).
 
     def registrar(self, linha):
         """Sob a trava_put: acrescenta a REPLICATION ao registro (--dados)."""
@@ -835,162 +1095,39 @@ class Servidor:
             mensagens.append(mensagem)
         return mensagens, tamanho - len(resto)
 
-    # ==== O SEGUIDOR. PUT: encaminhado ao líder
+    # ==================================================================================
+    # Além do enunciado (6): perguntas, linha de comando, endereços, início e fim
+    # ==================================================================================
 
-    # [5c] Recebe PUT num seguidor: encaminha ao líder e devolve a resposta dele ao cliente.
-    def encaminhar_put(self, pedido, conexao):
-        """Seguidor: passa o PUT ao líder com a origem do cliente e devolve a resposta dele.
-
-        Sem prazo para a resposta: o líder responde assim que os seguidores confirmam (e
-        retira quem para de confirmar). Um líder que cai fecha a conexão e a espera acaba.
-        """
-        if pedido.origem is not None:
-            # Já encaminhado por outro servidor: encaminhar de novo daria voltas sem fim.
-            self.avisar_uma_vez("encaminhado", "PUT encaminhado a este servidor, que não é o "
-                                "líder; confira a configuração (o líder daqui é %s)."
-                                % self.endereco_lider)
-            return Mensagem(Mensagem.ERRO, value="este servidor não é o líder; o líder que ele "
-                            "conhece é %s" % self.endereco_lider)
-        self.escrever("Encaminhando PUT key:%s value:%s"
-                      % (Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
-        pedido.origem = conexao.cliente
-        enviado = False
-        try:
-            sock, arquivo = self.conexao_ao_lider(conexao)
-            # Só esta thread usa este socket: o envio tem prazo, a resposta não.
-            sock.settimeout(Servidor.PRAZO_LINHA)
-            pedido.enviar(sock)
-            enviado = True
-            sock.settimeout(None)
-            resposta = Mensagem.receber(arquivo, limite=Mensagem.LIMITE_RESPOSTA)
-        except (OSError, ValueError):
-            resposta = None
-        if resposta is not None:
-            return resposta
-        # Sem nova tentativa daqui: o cliente sabe se pode repetir (o id do PUT).
-        if conexao.encaminhamento is not None:
-            conexao.encaminhamento[0].close()
-            conexao.encaminhamento = None
-        if enviado:
-            situacao = "não respondeu; o PUT pode ou não ter sido feito"
-        else:
-            situacao = "está fora do ar; o PUT não foi feito"
-        self.avisar("Líder %s %s (key:%s)."
-                    % (self.endereco_lider, situacao, Mensagem.mostrar(pedido.key)))
-        return Mensagem(Mensagem.ERRO, value="o líder %s %s" % (self.endereco_lider, situacao))
-
-    def conexao_ao_lider(self, conexao):
-        """A conexão de encaminhamento desta Conexao; refeita se o líder a fechou."""
-        if conexao.encaminhamento is not None:
-            sock = conexao.encaminhamento[0]
-            # Legível sem pedido feito = o líder fechou (ou reiniciou): descarta e reabre.
-            if select.select([sock], [], [], 0)[0]:
-                sock.close()
-                conexao.encaminhamento = None
-        if conexao.encaminhamento is None:
-            sock = socket.create_connection(self.lider, Servidor.PRAZO_CONEXAO)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conexao.encaminhamento = (sock, sock.makefile("rb"))
-        return conexao.encaminhamento
-
-    # ==== O SEGUIDOR. JOIN e REPLICATION, pelo canal que ele abre ao líder
-
-    def pedir_join(self):
-        """Seguidor: o JOIN leva o endereço, o contador e a tabela inteira (o líder que
-        reiniciou recupera dela o que perdeu, de qualquer tamanho até Mensagem.LIMITE_JOIN)."""
-        with self.trava_tabela:
-            dados = dict(self.tabela)  # os pares (value, ts) viajam como listas JSON
-            contador = self.contador
-        return Mensagem(Mensagem.JOIN, origem=self.endereco, timestamp=contador,
-                        dados=dados or None)
-
-    def instalar_snapshot(self, resposta):
-        """Seguidor: a tabela passa a ser o snapshot do JOIN_OK; devolve o timestamp dele."""
-        if resposta is None:
-            raise OSError("o líder fechou o canal")
-        if resposta.tipo != Mensagem.JOIN_OK:
-            raise ValueError(resposta.value if resposta.tipo == Mensagem.ERRO
-                             else "resposta %s ao JOIN" % resposta.tipo)
-        tabela = Servidor.tabela_de(resposta.dados)
-        with self.trava_tabela:
-            if resposta.timestamp < self.contador:
-                # Nunca se esvazia por engano: os dados daqui são mais novos que os do líder.
-                raise ValueError("o snapshot do líder (%d) é mais velho que o daqui (%d)"
-                                 % (resposta.timestamp, self.contador))
-            self.tabela = tabela
-            self.contador = resposta.timestamp
-        return resposta.timestamp
+    ATRASO_MAXIMO = 30.0     # maior --atraso-replicacao aceito
+    PRAZO_REPLICACAO_MAXIMO = 600.0
+    USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
+           " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]"
+           " [--prazo-replicacao SEGUNDOS] [--detalhes]")
 
     @staticmethod
-    def tabela_de(dados):
-        """O "dados" de um JOIN_OK ou do snapshot em disco (key -> [value, ts]) como tabela
-        (key -> (value, ts)). No outro sentido não há conversão: a tupla vira lista no JSON."""
-        return {key: (value, ts) for key, (value, ts) in dados.items()}
-
-    def replicar(self, sock, arquivo):
-        """Seguidor: aplica as REPLICATIONs do canal, em ordem, e confirma cada uma."""
-        resto = bytearray()
+    def perguntar(texto, padrao, converter=str):
+        """Pergunta até vir uma resposta válida; Enter aceita o padrão."""
         while True:
-            # Tudo o que já chegou é aplicado em ordem e confirmado junto, num sendall só:
-            # o líder manda várias REPLICATIONs de uma vez sob carga.
-            pedidos = Mensagem.receber_lote(arquivo, resto)
-            if pedidos is None:
-                return
-            if self.atraso_replicacao > 0:
-                # Demonstração: cada REPLICATION confirmada assim que aplicada.
-                for pedido in pedidos:
-                    self.aplicar_replicacao(pedido).enviar(sock)
-            elif pedidos:
-                sock.sendall(b"".join(self.aplicar_replicacao(p).para_linha() for p in pedidos))
+            resposta = input("%s [%s]: " % (texto, padrao)).strip()
+            try:
+                return converter(resposta or str(padrao))
+            except ValueError as erro:
+                print(erro, file=sys.stderr, flush=True)
 
-    # [5d] Recebe REPLICATION: aplica (salvo se já tem mais novo) e responde REPLICATION_OK.
-    def aplicar_replicacao(self, pedido):
-        """Seguidor, só no canal com o líder: aplica a REPLICATION e devolve REPLICATION_OK."""
-        if pedido.tipo != Mensagem.REPLICATION:
-            raise ValueError("o líder enviou %s no canal de replicação" % pedido.tipo)
-        if self.atraso_replicacao > 0:
-            # Atraso de demonstração: deixa ver TRY_OTHER_SERVER_OR_LATER (enunciado, seção 9).
-            self.parar.wait(self.atraso_replicacao)
-        with self.trava_tabela:
-            atual = self.tabela.get(pedido.key)
-            if atual is None or atual[1] <= pedido.timestamp:
-                self.tabela[pedido.key] = (pedido.value, pedido.timestamp)
-            self.contador = max(self.contador, pedido.timestamp)
-        # A linha sai quando a REPLICATION é aplicada: o console nunca mostra um ts que o
-        # servidor ainda não tem.
-        self.escrever("REPLICATION key:%s value:%s ts:%d"
-                      % (Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value),
-                         pedido.timestamp))
-        return Mensagem(Mensagem.REPLICATION_OK, key=pedido.key, timestamp=pedido.timestamp)
-
-    # ==== OS DOIS. GET, e o que ninguém pode mandar na porta de escuta
-
-    # [5f] Recebe GET: devolve o valor só se o ts do servidor não for menor que o do cliente.
-    def tratar_get(self, pedido, conexao):
-        """GET em qualquer servidor: valor (ou NULL) e ts, ou TRY_OTHER_SERVER_OR_LATER."""
-        with self.trava_tabela:
-            value, timestamp = self.tabela.get(pedido.key, (None, 0))
-        # A regra da seção 5f, em todo servidor e em todo estado (seguidor sem líder, líder
-        # que acabou de subir): pode estar atrasado, mas nunca devolve algo mais velho que o
-        # que o cliente já viu.
-        if timestamp >= pedido.timestamp:
-            resposta = Mensagem(Mensagem.GET_OK, key=pedido.key, value=value, timestamp=timestamp)
-            devolvido = Mensagem.mostrar(value)
-        else:
-            resposta = Mensagem(Mensagem.TRY_OTHER_SERVER_OR_LATER, key=pedido.key,
-                                timestamp=timestamp)
-            devolvido = Mensagem.TRY_OTHER_SERVER_OR_LATER
-        self.escrever("Cliente %s GET key:%s ts:%d. Meu ts é %d, portanto devolvendo %s"
-                      % (conexao.cliente, Mensagem.mostrar(pedido.key), pedido.timestamp,
-                         timestamp, devolvido))
-        return resposta
-
-    def recusar_replicacao(self, pedido, conexao):
-        """REPLICATION e JOIN_OK na porta de escuta: ninguém escreve por fora do líder."""
-        return Mensagem(Mensagem.ERRO, value="%s só é aceito no canal que o seguidor abre ao "
-                        "líder" % pedido.tipo)
-
-    # ==== início: porta, laço de accept, configuração, perguntas
+    @staticmethod
+    def perguntar_porta(ip):
+        """Pergunta a porta e já a abre: em uso, é perguntada de novo na hora, não depois das
+        perguntas do líder. (porta, ouvinte); None se o IP não serve (aí ele é perguntado)."""
+        while True:
+            porta = Servidor.perguntar("Porta", Servidor.PORTA_PADRAO, Servidor.ler_porta)
+            try:
+                return porta, Servidor.abrir_porta(ip, porta)
+            except OSError as erro:
+                print("Não foi possível abrir %s:%d: %s." % (ip, porta, Servidor.motivo(erro)),
+                      file=sys.stderr, flush=True)
+                if not Servidor.porta_em_uso(erro):
+                    return None
 
     @staticmethod
     def abrir_porta(ip, porta):
@@ -1000,83 +1137,6 @@ class Servidor:
         ouvinte = socket.create_server((ip, porta), family=familia, backlog=256)
         ouvinte.settimeout(Servidor.FATIA)
         return ouvinte
-
-    def abrir(self, ouvinte=None):
-        """Abre a porta de escuta (OSError se não der; ou usa a já aberta), o registro em
-        disco e, no seguidor, o canal com o líder."""
-        self.ouvinte = ouvinte or Servidor.abrir_porta(self.ip, self.porta)
-        # [threads] Uma thread escreve no console.
-        self.console.start()
-        if self.eh_lider:
-            if self.pasta is not None:
-                self.recuperar_registro()
-            self.subida = time.monotonic()  # a espera pela história conta daqui
-        else:
-            # [threads] Uma thread mantém o canal de replicação com o líder.
-            Servidor.CanalDoLider(self).start()
-
-    # [5b] Atende conexões simultâneas: uma thread (Conexao) por conexão aceita.
-    def servir(self):
-        """Laço de accept até parar; o prazo curto deixa Ctrl+C funcionar no Windows."""
-        while not self.parar.is_set():
-            try:
-                sock, endereco = self.ouvinte.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                # Falta de descritores (EMFILE) e afins: espera um pouco e segue aceitando.
-                self.parar.wait(0.1)
-                continue
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.settimeout(None)
-            except OSError:
-                sock.close()  # o cliente desistiu entre o connect e o accept
-                continue
-            try:
-                # [threads] Cada conexão ganha a sua thread.
-                Servidor.Conexao(self, sock, endereco).start()
-            except RuntimeError:
-                sock.close()  # sem memória para outra thread: recusa esta conexão
-
-    def fechar(self):
-        """Para o laço de accept, fecha a porta e escreve o que ainda está na fila do console."""
-        self.parar.set()
-        if self.ouvinte is not None:
-            self.ouvinte.close()
-        if self.console.is_alive():
-            self.enfileirar(None, None)
-            self.console.join(Servidor.PRAZO_SAIDA)
-
-    @staticmethod
-    def separar(endereco):
-        """ "ip:porta" -> (ip, porta)."""
-        ip, _, porta = endereco.rpartition(":")
-        return ip, int(porta)
-
-    @staticmethod
-    def local(endereco):
-        """É um endereço desta máquina? Só nele dá para abrir uma porta qualquer."""
-        familia = socket.AF_INET6 if ":" in endereco else socket.AF_INET
-        try:
-            with socket.socket(familia, socket.SOCK_STREAM) as sock:
-                sock.bind((endereco, 0))
-            return True
-        except OSError:
-            return False
-
-    @staticmethod
-    def mesmo_servidor(a, b):
-        """Os dois endereços levam ao mesmo servidor? Mesma porta e endereços em comum;
-        0.0.0.0 e :: (todas as interfaces) valem por qualquer endereço local."""
-        if a[1] != b[1]:
-            return False
-        de_a, de_b = Mensagem.enderecos_de(a[0]), Mensagem.enderecos_de(b[0])
-        if de_a & de_b:
-            return True
-        todas = {"0.0.0.0", "::"}
-        return bool((de_a & todas and any(Servidor.local(e) for e in de_b)) or
-                    (de_b & todas and any(Servidor.local(e) for e in de_a)))
 
     @staticmethod
     def ler_porta(texto):
@@ -1158,41 +1218,34 @@ class Servidor:
                 Servidor.ler_ip(ip_lider), Servidor.ler_porta(porta_lider)), opcoes
 
     @staticmethod
-    def perguntar(texto, padrao, converter=str):
-        """Pergunta até vir uma resposta válida; Enter aceita o padrão."""
-        while True:
-            resposta = input("%s [%s]: " % (texto, padrao)).strip()
-            try:
-                return converter(resposta or str(padrao))
-            except ValueError as erro:
-                print(erro, file=sys.stderr, flush=True)
-
-    # [5a] Inicialização: IP e porta deste servidor e do líder, lidos do teclado.
-    @staticmethod
-    def perguntar_tudo():
-        """As quatro perguntas: (ip, porta, porta de escuta aberta, ip do líder, porta dele)."""
-        aberta = None
-        while aberta is None:
-            ip = Servidor.perguntar("IP", Servidor.IP_PADRAO, Servidor.ler_ip)
-            aberta = Servidor.perguntar_porta(ip)
-        ip_lider = Servidor.perguntar("IP do líder", Servidor.IP_PADRAO, Servidor.ler_ip)
-        porta_lider = Servidor.perguntar("Porta do líder", Servidor.PORTA_PADRAO,
-                                         Servidor.ler_porta)
-        return (ip,) + aberta + (ip_lider, porta_lider)
+    def separar(endereco):
+        """ "ip:porta" -> (ip, porta)."""
+        ip, _, porta = endereco.rpartition(":")
+        return ip, int(porta)
 
     @staticmethod
-    def perguntar_porta(ip):
-        """Pergunta a porta e já a abre: em uso, é perguntada de novo na hora, não depois das
-        perguntas do líder. (porta, ouvinte); None se o IP não serve (aí ele é perguntado)."""
-        while True:
-            porta = Servidor.perguntar("Porta", Servidor.PORTA_PADRAO, Servidor.ler_porta)
-            try:
-                return porta, Servidor.abrir_porta(ip, porta)
-            except OSError as erro:
-                print("Não foi possível abrir %s:%d: %s." % (ip, porta, Servidor.motivo(erro)),
-                      file=sys.stderr, flush=True)
-                if not Servidor.porta_em_uso(erro):
-                    return None
+    def local(endereco):
+        """É um endereço desta máquina? Só nele dá para abrir uma porta qualquer."""
+        familia = socket.AF_INET6 if ":" in endereco else socket.AF_INET
+        try:
+            with socket.socket(familia, socket.SOCK_STREAM) as sock:
+                sock.bind((endereco, 0))
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def mesmo_servidor(a, b):
+        """Os dois endereços levam ao mesmo servidor? Mesma porta e endereços em comum;
+        0.0.0.0 e :: (todas as interfaces) valem por qualquer endereço local."""
+        if a[1] != b[1]:
+            return False
+        de_a, de_b = Mensagem.enderecos_de(a[0]), Mensagem.enderecos_de(b[0])
+        if de_a & de_b:
+            return True
+        todas = {"0.0.0.0", "::"}
+        return bool((de_a & todas and any(Servidor.local(e) for e in de_b)) or
+                    (de_b & todas and any(Servidor.local(e) for e in de_a)))
 
     @staticmethod
     def porta_em_uso(erro):
@@ -1208,6 +1261,15 @@ class Servidor:
         if erro.errno in (errno.EADDRNOTAVAIL, getattr(errno, "WSAEADDRNOTAVAIL", None)):
             return "o IP não é desta máquina"
         return erro.strerror or str(erro)
+
+    def fechar(self):
+        """Para o laço de accept, fecha a porta e escreve o que ainda está na fila do console."""
+        self.parar.set()
+        if self.ouvinte is not None:
+            self.ouvinte.close()
+        if self.console.is_alive():
+            self.enfileirar(None, None)
+            self.console.join(Servidor.PRAZO_SAIDA)
 
     @staticmethod
     def principal(argumentos):

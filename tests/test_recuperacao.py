@@ -668,11 +668,11 @@ def test_cada_canal_anota_a_hora_do_proprio_envio():
     envio dele, não a de antes do primeiro (senão o Canal dele o retiraria cedo demais)."""
     servidor = lider_em_memoria()
     pares = [socket.socketpair() for _ in range(2)]
-    canais = []
+    seguidores = []
     for n, (nosso, _) in enumerate(pares):
         nosso.settimeout(0)
-        canais.append(Servidor.Canal(servidor, nosso, "127.0.0.1:%d" % (n + 1), 0))
-        servidor.canais[canais[-1].origem] = canais[-1]
+        seguidores.append(Servidor.CanalDoSeguidor(servidor, nosso, "127.0.0.1:%d" % (n + 1), 0))
+        servidor.seguidores[seguidores[-1].origem] = seguidores[-1]
     try:
         while True:   # enche o buffer do primeiro: o outro lado não lê
             pares[0][0].send(b"x" * 65536)
@@ -681,9 +681,9 @@ def test_cada_canal_anota_a_hora_do_proprio_envio():
     try:
         with servidor.trava_put:
             servidor.gravar_e_replicar("k", "v", None)
-        (_, primeiro), (_, segundo) = canais[0].pendentes[0], canais[1].pendentes[0]
+        (_, primeiro), (_, segundo) = seguidores[0].pendentes[0], seguidores[1].pendentes[0]
         assert segundo - primeiro >= servidor.prazo_replicacao
-        assert canais[0].motivo and canais[1].motivo is None
+        assert seguidores[0].motivo and seguidores[1].motivo is None
     finally:
         for a, b in pares:
             a.close()
@@ -697,12 +697,12 @@ def test_canal_cuja_thread_nao_comeca_nao_entra_no_conjunto(monkeypatch):
 
     def sem_memoria(self):
         raise RuntimeError("can't start new thread")
-    monkeypatch.setattr(Servidor.Canal, "start", sem_memoria)
+    monkeypatch.setattr(Servidor.CanalDoSeguidor, "start", sem_memoria)
     nosso, outro = socket.socketpair()
     try:
         with pytest.raises(ConnectionError):
             servidor.unir("127.0.0.1:1", nosso, servidor.tabela, 0)
-        assert servidor.canais == {}
+        assert servidor.seguidores == {}
     finally:
         nosso.close()
         outro.close()
