@@ -18,7 +18,8 @@ GERAR = os.path.join(PASTA, "gerar.py")
 PDF = os.path.join(PASTA, "RA.pdf")
 FONTES = ("Servidor.py", "Cliente.py", "Mensagem.py")
 PRAZO_GERAR = 120.0   # gerar e ler o PDF leva poucos segundos; isto é só o teto
-DADOS = ["--nome", "Ana Souza", "--ra", "123456", "--video", "https://youtu.be/exemplo"]
+VIDEO = "https://youtu.be/a1B2c3D4e5F"
+DADOS = ["--nome", "Ana Souza", "--ra", "123456", "--video", VIDEO]
 
 
 def carregar(nome, caminho):
@@ -142,7 +143,7 @@ def test_pdf_gerado_do_zero_com_nome_ra_e_video(tmp_path):
     resultado = rodar(*DADOS + ["--saida", pdf])
     assert resultado.returncode == 0, resultado.stderr
     texto = gerar.texto_do_pdf(pdf)
-    for dado in ("Ana Souza", "123456", "https://youtu.be/exemplo"):
+    for dado in ("Ana Souza", "123456", VIDEO):
         assert dado in texto, dado
     assert gerar.FALTA not in texto and "MODELO" not in texto
     assert gerar.verificar(pdf) == []
@@ -183,6 +184,38 @@ def test_zip_recusa_sem_nome_ra_ou_video(tmp_path, tirar):
     assert resultado.stderr.strip().splitlines() == [
         "ERRO: --zip precisa de nome, RA e link do vídeo; falta %s" % tirar]
     assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize("link, motivo", [
+    ("https://youtu.be/...", "é um exemplo"),          # o do README, como está
+    ("https://youtu.be/\u2026", "é um exemplo"),
+    ("https://www.youtube.com/watch?v=exemplo", "é um exemplo"),
+    ("SEU_LINK", "é um exemplo"),
+    ("youtu.be/a1B2c3D4e5F", "não é um link"),          # sem https://
+    ("https://localhost/video", "não é um link"),
+    ("https://vimeo.com/", "não é o link de um vídeo"),
+])
+def test_gerar_recusa_link_de_exemplo_ou_que_nao_e_link(tmp_path, link, motivo):
+    """[9 II] --video com o exemplo do README ou algo que não é link: código 2, uma linha em
+    stderr dizendo por quê, e nada gravado (nem PDF nem ZIP)."""
+    i = DADOS.index("--video")
+    dados = DADOS[:i + 1] + [link] + DADOS[i + 2:]
+    resultado = rodar(*dados + ["--saida", str(tmp_path / "x.pdf"), "--zip",
+                                "--destino", str(tmp_path)])
+    assert resultado.returncode == 2
+    linhas = resultado.stderr.strip().splitlines()
+    assert len(linhas) == 1 and linhas[0].startswith("ERRO: --video ") and motivo in linhas[0], \
+        linhas
+    assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize("link", ["https://youtu.be/a1B2c3D4e5F",
+                                  "https://www.youtube.com/watch?v=a1B2c3D4e5F",
+                                  "https://vimeo.com/123456789",
+                                  "https://drive.google.com/file/d/1aB2cD3eF4/view?usp=sharing"])
+def test_link_de_video_de_verdade_e_aceito(link):
+    """Links do YouTube, Vimeo e Google Drive passam na conferência do gerar.py."""
+    assert gerar.problema_do_link(link) is None
 
 
 def test_zip_recusa_o_pdf_modelo(tmp_path):
