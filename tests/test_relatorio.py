@@ -1,6 +1,7 @@
 """O relatório (relatorio/): as citações de linhas batem com o código, o ZIP de entrega e a demo."""
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -80,10 +81,54 @@ def test_pdf_tem_as_sete_secoes_e_as_tres_figuras():
         assert secao in texto, secao
     for figura in ("Figura 1.", "Figura 2.", "Figura 3."):
         assert figura in texto, figura
-    from pypdf import PdfReader
-    assert sum(len(pagina.images) for pagina in PdfReader(PDF).pages) >= 3
     # Na fonte, nenhum "Arquivo.py:123": toda citação vem de um marcador ou nome.
     assert not re.search(r"(Servidor|Cliente|Mensagem)\.py:\d", gerar.ler_texto())
+
+
+def test_figuras_sao_texto_legivel_e_nao_imagem():
+    """[9 III] As figuras 1 e 2 são as linhas reais dos consoles, compostas em texto (o PDF não
+    tem imagem nenhuma); a linha que prova cada uma (GET normal, TRY_OTHER) está destacada."""
+    from pypdf import PdfReader
+    assert sum(len(pagina.images) for pagina in PdfReader(PDF).pages) == 0
+    corrido = gerar.sem_espacos(gerar.texto_do_pdf(PDF))
+    provas = {"get_normal": r"GET key: nome value: Ana obtido do servidor .*",
+              "try_other": r"GET key: nome value: TRY_OTHER_SERVER_OR_LATER obtido do .*"}
+    for nome, prova in provas.items():
+        with open(os.path.join(PASTA, "figuras", nome + ".json"), encoding="utf-8") as f:
+            figura = json.load(f)
+        destacadas = []
+        for console in figura["consoles"]:
+            for linha in console["linhas"]:
+                texto = "".join(pedaco for _, pedaco in linha["pedacos"])
+                assert gerar.sem_espacos(texto) in corrido, (nome, texto)
+                if linha["destaque"]:
+                    destacadas.append(texto)
+        assert any(re.fullmatch(prova, texto) for texto in destacadas), (nome, destacadas)
+
+
+def test_diagrama_do_put_e_fonte_typst_sem_imagem_gerada():
+    """O diagrama do PUT é desenhado pelo typst (figuras/sequencia.typ), sem matplotlib nem PNG:
+    refazer o PDF em outro Python não muda nada no checkout. Ele mostra o REPLICATION_OK que
+    confirma a cópia da tabela (JOIN_OK) antes do PUT."""
+    assert sorted(os.listdir(os.path.join(PASTA, "figuras"))) == \
+        ["get_normal.json", "sequencia.typ", "try_other.json"]
+    fonte = gerar.ler_texto()
+    assert '#import "figuras/sequencia.typ"' in fonte and "image(" not in fonte
+    texto = gerar.texto_do_pdf(PDF)
+    inicio = texto.index("JOIN_OK (snapshot, ts 0)")
+    assert "REPLICATION_OK ts=0" in texto[inicio:]
+    assert texto.index("REPLICATION_OK ts=0") < texto.index("PUT nome=Ana origem=A")
+
+
+def test_pdf_modelo_refeito_e_igual_ao_commitado(tmp_path):
+    """Refazer o modelo (python relatorio/gerar.py), em qualquer Python, dá o RA.pdf commitado
+    byte a byte: seguir o README não deixa o git com mudança."""
+    pdf = str(tmp_path / "RA.pdf")
+    resultado = rodar("--saida", pdf)
+    assert resultado.returncode == 0, resultado.stderr
+    with open(pdf, "rb") as novo, open(PDF, "rb") as commitado:
+        assert novo.read() == commitado.read(), \
+            "relatorio/RA.pdf está velho: rode python relatorio/gerar.py e faça commit do PDF"
 
 
 def test_relatorio_cita_todos_os_marcadores_obrigatorios():
@@ -93,6 +138,110 @@ def test_relatorio_cita_todos_os_marcadores_obrigatorios():
     assert problemas == []
     citados = {marca for marca, _, _, _ in citacoes if marca}
     assert set(gerar.OBRIGATORIOS) <= citados
+
+
+# ------------------------------------------------- o texto que o professor lê
+
+# O que o PDF da entrega não pode nomear: ele vai no ZIP só com Servidor.py, Cliente.py e
+# Mensagem.py (enunciado, seção 10), e o professor não tem como abrir mais nada.
+FORA_DO_ZIP = ("relatorio/", "demo.py", "video.py", "gerar.py", "tests/", "test_", "README",
+               ".typ", "requisitos", "taxa_try_other", "LEIAME", "figuras/", ".json", ".png")
+LIMITES = {"IV. O servidor": ("V. O cliente", 1100), "V. O cliente": ("VI. Threads", 450)}
+# Palavras nossas, não do enunciado nem do dia a dia (o professor não as conhece).
+PALAVRAS_PRIVADAS = r"\b(unid[oa]s?|conjunto|sina(?:l|is)|fatias?|épocas?)\b"
+
+
+@pytest.fixture(scope="module")
+def pdf_da_entrega(tmp_path_factory):
+    """O texto do PDF como o aluno o entrega (com nome, RA e vídeo; sem a faixa de modelo)."""
+    pdf = str(tmp_path_factory.mktemp("entrega") / "123456.pdf")
+    resultado = rodar(*DADOS + ["--saida", pdf])
+    assert resultado.returncode == 0, resultado.stderr
+    return pdf
+
+
+def texto_corrido(pdf):
+    """O texto do PDF sem o rodapé de cada página."""
+    texto = gerar.texto_do_pdf(pdf)
+    return re.sub(r"^(?:Projeto de Programação – KV Store\s*·\s*)?\d+ / \d+\s*$", "", texto,
+                  flags=re.M)
+
+
+def test_relatorio_nao_nomeia_arquivo_fora_do_zip(pdf_da_entrega):
+    """[10] O PDF da entrega não cita script, teste, README nem figura de fora do ZIP."""
+    texto = texto_corrido(pdf_da_entrega)
+    assert [nome for nome in FORA_DO_ZIP if nome in texto] == []
+
+
+@pytest.mark.parametrize("secao", sorted(LIMITES))
+def test_secoes_iv_e_v_no_limite_de_palavras(pdf_da_entrega, secao):
+    """[9 IV, 9 V] Uma breve explicação por funcionalidade: a seção IV tem até 1 100 palavras e
+    a V até 450, contadas no PDF entre um título e o seguinte (figuras e citações contam)."""
+    texto = texto_corrido(pdf_da_entrega)
+    seguinte, limite = LIMITES[secao]
+    inicio = texto.index(secao)
+    palavras = len(texto[inicio:texto.index(seguinte, inicio)].split())
+    assert palavras <= limite, "%s tem %d palavras (limite %d)" % (secao, palavras, limite)
+
+
+def test_relatorio_sem_nome_de_protocolo_hifenizado(pdf_da_entrega):
+    """Nenhum nome do protocolo (REPLICATION_OK, TRY_OTHER_SERVER_OR_LATER) partido com hífen
+    no fim de uma linha."""
+    texto = gerar.texto_do_pdf(pdf_da_entrega)
+    assert re.findall(r"[A-Z_]{2,}-\n[A-Z_]{2,}", texto) == []
+
+
+def prosa(fonte):
+    """O texto do relatorio.typ que vira prosa: sem comentários, código e blocos cercados."""
+    return gerar.PADRAO_FONTE.sub(lambda achado: achado.group(0) if achado.group("funcao")
+                                  else " ", fonte)
+
+
+def test_relatorio_sem_palavras_privadas():
+    """A prosa usa palavras comuns ("conectado", "seguidores conectados", "espera"), não as
+    nossas ("unido", "conjunto", "sinal", "fatia", "época")."""
+    achadas = re.findall(PALAVRAS_PRIVADAS, prosa(gerar.ler_texto()), flags=re.I)
+    assert achadas == []
+
+
+def conteudo_de(fonte, inicio):
+    """O texto entre os colchetes de uma chamada #funcao[...] que abre em fonte[inicio]."""
+    profundidade = 0
+    for i in range(inicio, len(fonte)):
+        if fonte[i] == "[":
+            profundidade += 1
+        elif fonte[i] == "]":
+            profundidade -= 1
+            if profundidade == 0:
+                return fonte[inicio + 1:i]
+    raise AssertionError("colchete sem par em %r" % fonte[inicio:inicio + 60])
+
+
+def test_linha_codigo_nao_repete_faixa_do_paragrafo():
+    """A linha "Código:" de cada seção não repete uma faixa (dela mesma ou do texto da seção),
+    nem uma que só difere por uma linha (o marcador e o def logo abaixo dele, p. ex.)."""
+    codigo = gerar.Codigo()
+    fonte = gerar.ler_texto()
+    repetidas = []
+    for secao in re.split(r"^=+ ", fonte, flags=re.M)[1:]:
+        titulo = secao.splitlines()[0]
+        achado = secao.find("#codigo[")
+        if achado < 0:
+            continue
+        linha_codigo = conteudo_de(secao, achado + len("#codigo"))
+        resto = secao[:achado] + secao[achado + len("#codigo") + len(linha_codigo) + 2:]
+
+        def faixas_de(texto):
+            return [(item.valor, faixa) for item in gerar.percorrer(texto)
+                    if isinstance(item, gerar.Item) for faixa in codigo.resolver(item.valor)]
+        na_linha = faixas_de(linha_codigo)
+        pares = [(a, b) for i, a in enumerate(na_linha) for b in na_linha[i + 1:]]
+        pares += [(a, b) for a in na_linha for b in faixas_de(resto)]
+        for (ref, (arquivo, inicio, fim)), (outra, (arquivo2, inicio2, fim2)) in pares:
+            if arquivo == arquivo2 and abs(inicio - inicio2) <= 1 and abs(fim - fim2) <= 1:
+                repetidas.append("%s: %s e %s (%s:%d-%d)" % (titulo, ref, outra, arquivo,
+                                                            inicio2, fim2))
+    assert repetidas == []
 
 
 # ------------------------------------------------------ --verificar pega o erro
@@ -125,14 +274,18 @@ def test_verificar_falha_quando_um_marcador_some(tmp_path):
 
 
 def test_verificar_falha_quando_o_codigo_mostrado_muda(tmp_path):
-    """Mudar uma linha mostrada em {{trecho 5f}}, sem deslocar nada, faz --verificar falhar."""
+    """Mudar uma linha mostrada em {{trecho sem-threads}}, sem deslocar nada, faz --verificar
+    falhar."""
     script = copia(str(tmp_path))
-    servidor = os.path.join(str(tmp_path), "Servidor.py")
-    editar(servidor, lambda linhas: [l.replace("timestamp >= pedido.timestamp",
-                                               "timestamp > pedido.timestamp") for l in linhas])
+    cliente = os.path.join(str(tmp_path), "Cliente.py")
+    with open(cliente, encoding="utf-8") as f:
+        linhas = f.read().split("\n")
+    i = linha_do_marcador(linhas, "[sem-threads]")
+    editar(cliente, lambda linhas: linhas[:i] + ["    # [sem-threads] outro comentário"]
+           + linhas[i + 1:])
     resultado = rodar("--verificar", script=script)
     assert resultado.returncode == 1
-    assert "{{trecho 5f}}" in resultado.stderr
+    assert "{{trecho sem-threads}}" in resultado.stderr
 
 
 # ---------------------------------------------------------------- o ZIP
@@ -508,7 +661,7 @@ def test_demo_no_windows_usa_start_e_cmd():
 
 def test_secao_do_video_diz_se_e_gravacao_da_tela_ou_desenhado(tmp_path):
     """[9 II] O modelo fala de uma gravação da tela; com --video-desenhado, a seção II diz que o
-    vídeo foi desenhado pelo video.py de uma execução real, não capturado da tela."""
+    vídeo foi desenhado de uma execução real, não capturado da tela (sem nomear o script)."""
     def secao_ii(texto):
         return texto[texto.index("II. Vídeo"):texto.index("III. O que o vídeo mostra")]
     modelo = secao_ii(gerar.texto_do_pdf(PDF))
@@ -518,11 +671,12 @@ def test_secao_do_video_diz_se_e_gravacao_da_tela_ou_desenhado(tmp_path):
     assert resultado.returncode == 0, resultado.stderr
     desenhado = secao_ii(gerar.texto_do_pdf(pdf))
     assert "não é uma captura de tela" in desenhado and "gravação da tela" not in desenhado
+    assert [nome for nome in FORA_DO_ZIP if nome in texto_corrido(pdf)] == []
 
 
 # Módulo importado -> pacote do PyPI que o traz.
 PACOTES = {"PIL": "pillow", "imageio_ffmpeg": "imageio-ffmpeg", "typst": "typst",
-           "pypdf": "pypdf", "pytest": "pytest", "matplotlib": "matplotlib"}
+           "pypdf": "pypdf", "pytest": "pytest"}
 FORA = {".git", ".venv", "_build", "__pycache__", ".pytest_cache", "_saida"}
 
 
@@ -543,6 +697,8 @@ def pacotes_instalados_pelo_readme():
     pacotes = set()
     while pendentes:
         caminho = os.path.normpath(pendentes.pop())
+        if not os.path.exists(caminho):
+            continue   # um requisitos.txt que o README ainda cita e que saiu (o do matplotlib)
         with open(caminho, encoding="utf-8") as f:
             for linha in f.read().splitlines():
                 linha = linha.split("#")[0].strip()
@@ -555,7 +711,7 @@ def pacotes_instalados_pelo_readme():
 
 def test_todo_script_roda_com_o_que_o_readme_instala():
     """Todo pacote de fora da biblioteca padrão que um script do repositório importa está num
-    requisitos.txt que o README manda instalar (o matplotlib do diagrama também)."""
+    requisitos.txt que o README manda instalar."""
     locais = {os.path.basename(c)[:-3] for c in arquivos_do_projeto(".py")}
     padrao = getattr(sys, "stdlib_module_names", None)   # Python 3.10+
     instalados = pacotes_instalados_pelo_readme()
