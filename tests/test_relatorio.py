@@ -648,6 +648,22 @@ def test_demo_no_tmux_digita_cada_resposta_depois_da_pergunta(monkeypatch):
         shutil.rmtree(pasta_tmux, ignore_errors=True)
 
 
+def test_roteiro_do_video_cabe_em_quatro_minutos_e_meio():
+    """[9 II] No ritmo de uma pessoa (3 a 4 teclas por segundo, 2 s para ler cada pergunta), o
+    roteiro do vídeo, com as rodadas de PUT e GETs que ele permite até o TRY_OTHER, cabe em
+    4 min 30 s, com o seguidor lento segurando cada PUT por 30 s."""
+    for teclas in (3.0, 3.5, 4.0):
+        segundos = demo.tempo_do_video(demo.RODADAS, teclas_por_segundo=teclas)
+        assert segundos <= 270, (teclas, demo.minutos(segundos))
+    assert demo.gets_por_rodada() >= 4
+    # A chance de cada rodada: a conta da SPEC (seção 6), 26% de falha com 5 GETs, 8% com 8.
+    assert [round(1 - demo.chance_de_try(gets), 3) for gets in (5, 8, 10, 12)] == \
+        [0.259, 0.078, 0.035, 0.015]
+    assert 1 - (1 - demo.chance_de_try(demo.gets_por_rodada())) ** demo.RODADAS > 0.9
+    roteiro = demo.roteiro(demo.ATRASO)
+    assert demo.minutos(demo.tempo_do_video(demo.RODADAS)) in roteiro
+
+
 def test_demo_no_windows_usa_start_e_cmd():
     """No Windows, cada console é um "start" de cmd /k, que fica aberto; python entre aspas."""
     comando = demo.comando_windows("Servidor 1 - líder 10097",
