@@ -191,6 +191,29 @@ def test_relatorio_sem_nome_de_protocolo_hifenizado(pdf_da_entrega):
     assert re.findall(r"[A-Z_]{2,}-\n[A-Z_]{2,}", texto) == []
 
 
+def paginas_terminam_em_titulo(pdf, fonte):
+    """As páginas em que o último título não tem depois dele duas linhas de texto (a linha
+    "Código:" não conta): o título ficou sozinho no pé da página."""
+    from pypdf import PdfReader
+    titulos = {linha.lstrip("= ").strip() for linha in fonte.splitlines()
+               if linha.startswith("==")}
+    sozinhos = []
+    for numero, pagina in enumerate(PdfReader(pdf).pages, start=1):
+        linhas = [linha.strip() for linha in (pagina.extract_text() or "").splitlines()
+                  if linha.strip() and not re.search(r"\d+ / \d+$", linha)]
+        ultimo = max((i for i, linha in enumerate(linhas) if linha in titulos), default=None)
+        if ultimo is not None:
+            depois = [linha for linha in linhas[ultimo + 1:] if not linha.startswith("Código:")]
+            if len(depois) < 2:
+                sozinhos.append((numero, linhas[ultimo]))
+    return sozinhos
+
+
+def test_nenhuma_pagina_termina_num_titulo(pdf_da_entrega):
+    """Todo título fica na mesma página que o texto que vem depois dele."""
+    assert paginas_terminam_em_titulo(pdf_da_entrega, gerar.ler_texto()) == []
+
+
 def prosa(fonte):
     """O texto do relatorio.typ que vira prosa: sem comentários, código e blocos cercados."""
     return gerar.PADRAO_FONTE.sub(lambda achado: achado.group(0) if achado.group("funcao")
