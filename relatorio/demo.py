@@ -29,23 +29,80 @@ ATRASO = 30
 PRAZO = 15.0          # espera máxima por uma pergunta do servidor no painel do tmux
 PERGUNTAS = ("IP [", "Porta [", "IP do líder [", "Porta do líder [")
 
-ROTEIRO = """Roteiro do vídeo (até 5 minutos):
-  1. Servidores (seção 5a): cada um pergunta IP, porta, IP do líder e porta do líder.
+# O roteiro cabe em 5 minutos no ritmo de uma pessoa (relatorio/LEIAME.md, "Quanto dura o
+# vídeo"): ela lê cada pergunta e digita devagar; o seguidor lento segura cada PUT_OK 30 s.
+TECLAS_POR_SEGUNDO = 3.5  # digitação de quem grava (de 3 a 4 teclas por segundo)
+LEITURA = 2.0             # s para ler a tela e pensar antes de cada resposta
+ABRIR_JANELAS = 17.0      # s para as cinco janelas abrirem e ficarem lado a lado
+RODADAS = 3               # rodadas de PUT + GETs até o TRY_OTHER_SERVER_OR_LATER, no máximo
+COMPILAR = "py -3.8 -m py_compile Servidor.py Cliente.py Mensagem.py"
+ABRIR = "py -3.8 relatorio/demo.py"
+PADROES = ("127.0.0.1", "10097", "127.0.0.1", "10097")   # o que Enter aceita no servidor
+
+ROTEIRO = """Roteiro do vídeo (menos de 5 minutos: uns %(uma)s com uma rodada, %(todas)s com %(rodadas)d):
+  0. Já gravando, antes de abrir os consoles, a compilação (não imprime nada):
+       %(compilar)s
+  1. Servidores (seção 5a): cada um pergunta IP, porta, IP do líder e porta do líder; Enter
+     aceita o padrão entre colchetes.
 %(respostas)s
      O 10099 sobe com --atraso-replicacao %(atraso)s: espera %(atraso)s s antes de aplicar cada
      REPLICATION. Um servidor não imprime nada até a primeira requisição.
   2. Cliente A e cliente B: INIT e Enter nas seis perguntas (127.0.0.1, 10097, 10098, 10099).
   3. Cliente A: PUT, key nome, value Ana. A fica esperando ~%(atraso)s s: o PUT_OK só sai
      depois do REPLICATION_OK do seguidor lento.
-  4. Logo em seguida, cliente B: GET, key nome, e de novo, e de novo: um GET atrás do outro
-     (uns 12, um a cada 2 s), até aparecer TRY_OTHER_SERVER_OR_LATER. O líder e o 10098 já
+  4. Logo em seguida, cliente B: GET, key nome, e de novo, sem parar, até aparecer
+     TRY_OTHER_SERVER_OR_LATER (cabem uns %(gets)d GETs nos %(atraso)s s). O líder e o 10098 já
      têm Ana e respondem com ela (o GET normal); o timestamp de B sobe. Quando o sorteio cai
      no 10099, que ainda não aplicou a REPLICATION:
        GET key: nome value: TRY_OTHER_SERVER_OR_LATER obtido do servidor 127.0.0.1:10099, ...
      (se o primeiro GET cair no 10099, ele devolve NULL: B ainda não viu nada mais novo.)
-  5. Quando o 10099 acorda, ele imprime REPLICATION, o líder imprime Enviando PUT_OK e A
-     recebe o PUT_OK. Um GET de B em qualquer servidor devolve Ana.
+  5. Se o PUT_OK de A chegar antes do TRY_OTHER_SERVER_OR_LATER, outra rodada: A faz PUT nome
+     com outro valor (Bia, depois Caio) e B volta aos GETs. Uma rodada mostra o TRY_OTHER em
+     %(chance)s das vezes; até a rodada %(rodadas)d, em %(chance_todas)s. Se a rodada %(rodadas)d acabar
+     sem ele, pare e grave de novo: com mais uma, o vídeo chegaria a %(mais_uma)s.
+  6. Depois do TRY_OTHER, espere o PUT_OK de A (o 10099 imprime REPLICATION, o líder Enviando
+     PUT_OK) e pare a gravação.
   Ctrl+C encerra cada console."""
+
+
+def digitadas(respostas):
+    """O que a pessoa digita nas perguntas do servidor: "" (só Enter) onde o padrão serve."""
+    return [resposta if resposta != padrao else "" for resposta, padrao in zip(respostas, PADROES)]
+
+
+def tempo_de(respostas, teclas_por_segundo=TECLAS_POR_SEGUNDO, leitura=LEITURA):
+    """Segundos para ler a tela e digitar estas respostas, cada uma com o Enter."""
+    return sum(leitura + (len(resposta) + 1) / teclas_por_segundo for resposta in respostas)
+
+
+def gets_por_rodada(atraso=ATRASO, **ritmo):
+    """Quantos GETs de B (menu e key) cabem enquanto o seguidor lento segura o PUT de A."""
+    return int(atraso // tempo_de(["GET", "nome"], **ritmo))
+
+
+def chance_de_try(gets):
+    """A chance de um TRY_OTHER_SERVER_OR_LATER numa rodada de tantos GETs, com o servidor
+    sorteado entre três: B só não o vê se todo GET no seguidor lento vier antes de todo GET
+    num servidor que já tem o valor novo (o que sobe o timestamp de B)."""
+    return 1 - sum((1 / 3) ** lentos * (2 / 3) ** (gets - lentos) for lentos in range(gets + 1))
+
+
+def tempo_do_video(rodadas=RODADAS, atraso=ATRASO, **ritmo):
+    """Segundos de gravação do roteiro, do comando que compila ao PUT_OK da última rodada.
+
+    Cada rodada: A digita o PUT e espera o seguidor lento (os GETs de B cabem nessa espera). As
+    esperas do programa (abrir uma conexão, responder um GET) são de milissegundos e ficam de
+    fora."""
+    tempo = tempo_de([COMPILAR, ABRIR], **ritmo) + ABRIR_JANELAS
+    for _, _, respostas in consoles(atraso)[:3]:
+        tempo += tempo_de(digitadas(respostas), **ritmo)
+    tempo += 2 * tempo_de(["INIT"] + [""] * 6, **ritmo)
+    tempo += rodadas * (tempo_de(["PUT", "nome", "Ana"], **ritmo) + atraso)
+    return tempo + ritmo.get("leitura", LEITURA)   # ler o PUT_OK antes de parar
+
+
+def minutos(segundos):
+    return "%d:%02d" % divmod(int(round(segundos)), 60)
 
 
 def consoles(atraso=ATRASO, ip=IP):
@@ -66,9 +123,17 @@ def consoles(atraso=ATRASO, ip=IP):
 def roteiro(atraso):
     linhas = []
     for titulo, argumentos, respostas in consoles(atraso)[:3]:
-        linhas.append("     %-28s python %s  ->  %s" % (titulo + ":", " ".join(argumentos),
-                                                      ", ".join(respostas)))
-    return ROTEIRO % {"atraso": "%g" % atraso, "respostas": "\n".join(linhas)}
+        teclas = [resposta or "Enter" for resposta in digitadas(respostas)]
+        linhas.append("     %s: python %s\n       responda: %s" % (titulo, " ".join(argumentos),
+                                                                  ", ".join(teclas)))
+    gets = gets_por_rodada(atraso) if atraso else 0
+    return ROTEIRO % {
+        "atraso": "%g" % atraso, "respostas": "\n".join(linhas), "compilar": COMPILAR,
+        "uma": minutos(tempo_do_video(1, atraso)),
+        "todas": minutos(tempo_do_video(RODADAS, atraso)), "rodadas": RODADAS, "gets": gets,
+        "mais_uma": minutos(tempo_do_video(RODADAS + 1, atraso)),
+        "chance": "%.0f%%" % (100 * chance_de_try(gets)),
+        "chance_todas": "%.0f%%" % (100 * (1 - (1 - chance_de_try(gets)) ** RODADAS))}
 
 
 def portas_ocupadas(ip=IP):

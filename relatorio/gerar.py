@@ -36,6 +36,7 @@ import re
 import sys
 import tokenize
 import unicodedata
+import urllib.parse
 import zipfile
 
 PASTA = os.path.dirname(os.path.abspath(__file__))
@@ -69,6 +70,9 @@ CITACAO_PDF = re.compile(
     r"(?:\s*,\s*\d+(?:\s*-\s*\d+)?)*(?:\s*;\s*(?:Servidor|Cliente|Mensagem)\.py:\s*\d+"
     r"(?:\s*-\s*\d+)?(?:\s*,\s*\d+(?:\s*-\s*\d+)?)*)*)")
 FALTA = "preencher com --"
+# O que num link do vídeo só pode ser o exemplo do README, não o link do aluno.
+MARCAS_DE_EXEMPLO = ("...", "\u2026", "exemplo", "example", "seu_link", "seu-link", "seulink",
+                     "link_do_video", "link-do-video", "seu_video", "seu-video", "<", ">", "{", "}")
 # Onde ficam os comandos de um bloco (corpo do def/if/for/while/with/try, else, finally, except).
 CORPOS = ("body", "orelse", "finalbody")
 DEFINICOES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -517,6 +521,32 @@ def pendencias_de_entrega(pdf, nome, ra):
     return None
 
 
+def problema_do_link(link):
+    """Por que o link não pode ser o do vídeo do aluno (uma frase), ou None se pode.
+
+    Um link é http(s), com um host que tem ponto e algo depois dele (caminho ou consulta):
+    https://youtu.be/ID, https://www.youtube.com/watch?v=ID, https://vimeo.com/ID,
+    https://drive.google.com/file/d/ID/view. O exemplo do README (https://youtu.be/...) e
+    outros textos de exemplo são recusados: um PDF com eles não mostra vídeo nenhum.
+    """
+    texto = link.strip()
+    minusculo = texto.lower()
+    for marca in MARCAS_DE_EXEMPLO:
+        if marca in minusculo:
+            i = minusculo.index(marca)
+            return ("é um exemplo, não o link do seu vídeo (tem \"%s\"): publique o vídeo e "
+                    "dê o link dele" % texto[i:i + len(marca)])
+    partes = urllib.parse.urlsplit(texto)
+    host = partes.hostname or ""
+    if partes.scheme not in ("http", "https") or re.search(r"\s", texto):
+        return "não é um link: dê o endereço inteiro, começando com https://"
+    if "." not in host.strip(".") or host.startswith(".") or host.endswith("."):
+        return "não é um link: falta o site (por exemplo youtu.be ou vimeo.com)"
+    if not partes.path.strip("/") and not partes.query:
+        return "não é o link de um vídeo: falta o endereço do vídeo depois do site"
+    return None
+
+
 # ------------------------------------------------------------ linha de comando
 
 def principal(argumentos):
@@ -538,10 +568,14 @@ def principal(argumentos):
     parser.add_argument("--verificar", action="store_true",
                         help="só confere se as citações do PDF batem com o código de hoje")
     opcoes = parser.parse_args(argumentos)
+    # Cada recusa é uma linha em stderr, código 2, e nada gravado (nem PDF nem ZIP).
     if opcoes.ra is not None and not re.match(r"^[A-Za-z0-9._-]+$", opcoes.ra):
-        parser.error("--ra: use só letras, dígitos, ponto, hífen ou sublinhado")
-    if opcoes.video is not None and not re.match(r"^https?://\S+$", opcoes.video):
-        parser.error("--video: dê o link inteiro, começando com https://")
+        print("ERRO: --ra: use só letras, dígitos, ponto, hífen ou sublinhado", file=sys.stderr)
+        return 2
+    problema = problema_do_link(opcoes.video) if opcoes.video is not None else None
+    if problema:
+        print("ERRO: --video %s %s" % (opcoes.video, problema), file=sys.stderr)
+        return 2
     if opcoes.zip:
         # A entrega não sai pela metade: sem nome, RA e vídeo, nada de ZIP.
         faltam = [opcao for opcao in ("--nome", "--ra", "--video")

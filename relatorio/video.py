@@ -8,7 +8,10 @@ Sobe os três servidores e os dois clientes como processos de verdade, digita no
 caractere por caractere, como uma pessoa, lê o que eles escrevem e desenha os cinco consoles
 lado a lado (Pillow); o ffmpeg que vem no imageio-ffmpeg codifica em H.264. Grava em
 relatorio/_build/: video.mp4, video.txt (a transcrição: toda linha de todo console, com o
-horário) e dois quadros, get_normal.png e try_other.png.
+horário), dois quadros, get_normal.png e try_other.png, e o texto desses dois instantes,
+get_normal.json e try_other.json: as últimas linhas reais dos consoles que importam, que o
+relatório compõe em texto (legível no PDF, sem imagem). --figuras copia os dois .json para
+relatorio/figuras/, as figuras 1 e 2 do relatório.
 
 Nada na tela é inventado: o texto dos consoles foi digitado nos programas ou escrito por eles
 nesta execução. Só as esperas longas (o seguidor lento) são encurtadas, sempre com a marca
@@ -18,10 +21,10 @@ nesta execução. Só as esperas longas (o seguidor lento) são encurtadas, semp
 import argparse
 import codecs
 import datetime
+import json
 import os
 import platform
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -71,7 +74,7 @@ class Gravacao:
         self.inicio = time.monotonic()
         self.data = datetime.datetime.now().astimezone()
         self.eventos = []             # (t, índice do console ou None, tipo, conteúdo)
-        self.momentos = {}            # nome -> t (os quadros das figuras)
+        self.momentos = {}            # nome -> (t, {console: linhas a mostrar na figura})
         self.condicao = threading.Condition()
         self.passo = None
         self.fim = None
@@ -106,8 +109,9 @@ class Gravacao:
                       "destaques": list(destaques), "desde": desde}
         self.registrar(None, "legenda", self.passo)
 
-    def marcar(self, nome):
-        self.momentos[nome] = self.agora()
+    def marcar(self, nome, mostrar):
+        """Um instante para as figuras do relatório; mostrar: {console: últimas N linhas}."""
+        self.momentos[nome] = (self.agora(), mostrar)
 
 
 class Console:
@@ -401,7 +405,12 @@ class Roteiro:
         if valor != "Ana":
             raise Falha("o GET normal devolveu %s" % valor)
         self.esperar_linha_servidor(porta, r"Cliente \S+ GET key:nome .*devolvendo Ana")
-        self.g.marcar("get_normal")
+        # A figura: o líder (os PUTs e os PUT_OK), o servidor que respondeu e o cliente B.
+        respondeu = self.portas.index(porta)
+        mostrar = {0: 6, 4: 4}
+        if respondeu != 0:
+            mostrar[respondeu] = 3
+        self.g.marcar("get_normal", mostrar)
         time.sleep(self.ritmo.leitura)
 
         self.legenda(6, "GET de uma key que não existe", "enunciado 5f",
@@ -443,7 +452,8 @@ class Roteiro:
                 gets += 1
                 if resposta == TRY:
                     self.esperar_linha_servidor(porta, r"Cliente \S+ GET key:nome .*%s" % TRY)
-                    self.g.marcar("try_other")
+                    # A figura: o seguidor lento, A esperando o PUT e os GETs de B.
+                    self.g.marcar("try_other", {2: 4, 3: 4, 4: 8})
                     self.resumo.update(rodadas=rodada, gets=gets)
                     self.legenda(7, "TRY_OTHER_SERVER_OR_LATER", "enunciado 9 III, 5f",
                                  "B já viu nome=%s (ts maior); o seguidor lento ainda tem o ts "
@@ -494,6 +504,34 @@ class Tela:
 
 def texto_da_linha(linha):
     return "".join(texto for _, texto in linha[1])
+
+
+def destacada(linha, passo):
+    """A linha prova o passo em curso (vai em amarelo)?"""
+    return passo is not None and linha[0] >= passo["desde"] and any(
+        re.fullmatch(p, texto_da_linha(linha)) for p in passo["destaques"])
+
+
+def tela_em(gravacao, titulos, t):
+    """Os consoles como estavam no instante t da execução."""
+    tela = Tela(len(titulos))
+    for evento in gravacao.eventos:
+        if evento[0] <= t:
+            tela.aplicar(evento)
+    return tela
+
+
+def figura(tela, titulos, mostrar, relogio_):
+    """O texto de uma figura do relatório: as últimas linhas dos consoles escolhidos, como
+    estavam na tela, com o tipo de cada pedaço (digitado ou escrito) e o destaque."""
+    consoles = []
+    for indice in sorted(mostrar):
+        linhas = [linha for linha in tela.linhas[indice] if texto_da_linha(linha) or linha[2]]
+        consoles.append({"titulo": titulos[indice], "linhas": [
+            {"pedacos": [[tipo, texto] for tipo, texto in linha[1]],
+             "destaque": destacada(linha, tela.passo)}
+            for linha in linhas[-mostrar[indice]:]]})
+    return {"relogio": relogio_, "consoles": consoles}
 
 
 def quebrar(pedacos, colunas):
@@ -603,8 +641,7 @@ class Desenho:
         # As últimas linhas que cabem, já quebradas como num terminal.
         visiveis = []
         for linha in reversed(linhas):
-            destacar = passo is not None and linha[0] >= passo["desde"] and any(
-                re.fullmatch(p, texto_da_linha(linha)) for p in passo["destaques"])
+            destacar = destacada(linha, passo)
             pedacos = quebrar(linha[1], colunas)
             visiveis[:0] = [(p, destacar) for p in pedacos]
             if len(visiveis) >= cabem:
@@ -780,7 +817,8 @@ def principal(argumentos):
     parser.add_argument("--portas-livres", action="store_true",
                         help="servidores em portas livres (testes); o padrão é 10097-10099")
     parser.add_argument("--figuras", action="store_true",
-                        help="grava também relatorio/figuras/get_normal.png e try_other.png")
+                        help="grava também relatorio/figuras/get_normal.json e try_other.json "
+                             "(o texto dos consoles nas figuras do relatório)")
     parser.add_argument("--saida", default=os.path.join(PASTA, "_build"),
                         help="pasta de saída (padrão relatorio/_build)")
     opcoes = parser.parse_args(argumentos)
@@ -838,15 +876,19 @@ def principal(argumentos):
         % ((duracao, quadros, ritmo.fps) + ritmo.tamanho),
     ])
     # Os quadros das figuras do relatório: os mesmos desenhos, nos instantes marcados.
-    for nome, t in sorted(gravacao.momentos.items()):
-        tela = Tela(len(titulos))
-        for evento in gravacao.eventos:
-            if evento[0] <= t + 0.3:
-                tela.aplicar(evento)
+    for nome, (t, mostrar) in sorted(gravacao.momentos.items()):
         caminho = os.path.join(opcoes.saida, nome + ".png")
-        desenho.quadro(tela, relogio(t)).save(caminho, optimize=True)
-        if opcoes.figuras:
-            shutil.copy(caminho, os.path.join(PASTA, "figuras", nome + ".png"))
+        desenho.quadro(tela_em(gravacao, titulos, t + 0.3), relogio(t)).save(caminho,
+                                                                            optimize=True)
+        # A figura do relatório é texto, não imagem: a mesma em qualquer Python, e o git vê só
+        # o que mudou. A tela do instante marcado, com a legenda do passo que ele prova.
+        texto = json.dumps(figura(tela_em(gravacao, titulos, t), titulos, mostrar, relogio(t)),
+                           ensure_ascii=False, indent=1) + "\n"
+        destinos = [opcoes.saida] + ([os.path.join(PASTA, "figuras")] if opcoes.figuras else [])
+        for pasta in destinos:
+            with open(os.path.join(pasta, nome + ".json"), "w", encoding="utf-8",
+                      newline="\n") as arquivo:
+                arquivo.write(texto)
     print("vídeo: %s (%.1f s, %dx%d)\ntranscrição: %s" % ((video, duracao) + ritmo.tamanho
                                                            + (transcricao,)))
     if duracao > LIMITE_VIDEO:

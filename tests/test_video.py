@@ -1,5 +1,6 @@
 """O vídeo (relatorio/video.py): uma gravação curta de uma execução real, lida de volta."""
 
+import json
 import os
 import re
 import subprocess
@@ -85,3 +86,17 @@ def test_video_rapido_de_uma_execucao_real(tmp_path):
     # Os tempos no vídeo nunca andam para trás e cabem no vídeo.
     tempos = [video for video, _, _, _ in linhas]
     assert tempos == sorted(tempos) and tempos[-1] <= segundos
+
+
+    # As figuras do relatório (o que --figuras copia para relatorio/figuras): as últimas linhas
+    # dos consoles que importam, em texto, com a linha que prova o passo destacada.
+    provas = {"get_normal": r"GET key: nome value: Ana obtido do servidor .*",
+              "try_other": r"GET key: nome value: TRY_OTHER_SERVER_OR_LATER obtido do .*"}
+    for nome, prova in provas.items():
+        with open(os.path.join(pasta, nome + ".json"), encoding="utf-8") as arquivo:
+            figura = json.load(arquivo)
+        consoles = {re.sub(r" \d+$", "", c["titulo"]): c["linhas"] for c in figura["consoles"]}
+        assert "cliente B" in consoles and len(consoles) in (2, 3), consoles.keys()
+        destacadas = ["".join(texto for _, texto in linha["pedacos"])
+                      for linha in consoles["cliente B"] if linha["destaque"]]
+        assert any(re.fullmatch(prova, texto) for texto in destacadas), (nome, destacadas)
