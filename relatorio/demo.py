@@ -75,9 +75,11 @@ def tempo_de(respostas, teclas_por_segundo=TECLAS_POR_SEGUNDO, leitura=LEITURA):
     return sum(leitura + (len(resposta) + 1) / teclas_por_segundo for resposta in respostas)
 
 
-def gets_por_rodada(atraso=ATRASO, **ritmo):
-    """Quantos GETs de B (menu e key) cabem enquanto o seguidor lento segura o PUT de A."""
-    return int(atraso // tempo_de(["GET", "nome"], **ritmo))
+def gets_por_rodada(atraso=ATRASO, teclas_por_segundo=TECLAS_POR_SEGUNDO, leitura=LEITURA):
+    """Quantos GETs de B (menu e key) cabem enquanto o seguidor lento segura o PUT de A. Na
+    repetição a pessoa já sabe as duas perguntas: lê só a resposta de cada GET e digita
+    GET e a key de novo."""
+    return int(atraso // (leitura + len("GET\nnome\n") / teclas_por_segundo))
 
 
 def chance_de_try(gets):
