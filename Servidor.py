@@ -767,7 +767,15 @@ class Servidor:
     # ZooKeeper sincroniza a partir do maior zxid. E, até ouvir essa história, não dá
     # timestamp nenhum (esperar_historia): daria números que ela também tem, e um seguidor
     # ainda com ela devolveria a um cliente o valor velho da key que ele acabou de escrever
-    # (enunciado, seção 5f: "NUNCA um value anterior ao que já viu").
+    # (enunciado, seção 5f: "NUNCA um value anterior ao que já viu"). Com --dados intacto
+    # o contador continua de onde parou, e essa janela não existe.
+    # O que isto não promete: um seguidor calado além da espera (dormindo no
+    # --atraso-replicacao, pausado, ou reiniciando junto com o líder enquanto o outro está
+    # calado), ou um segundo seguidor mais adiantado que o primeiro fundido, pode, até refazer
+    # o JOIN, devolver um valor mais velho a um cliente que escreveu depois do reinício (a
+    # fusão ainda guarda toda escrita); e, depois de vários reinícios seguidos, um seguidor
+    # que perdeu a vida inteira de um líder pode trazer de volta valores de antes dela (os
+    # timestamps não dizem de qual líder vieram).
 
     # Líder que acabou de subir: espera no máximo isto, sem nenhum JOIN chegando, antes do
     # primeiro timestamp (um seguidor reconecta em até uns 2 s, também no Windows).
