@@ -58,6 +58,11 @@ class Mensagem:
     MAIOR_TIMESTAMP = 2 ** 63 - 1
     MAIOR_ID = 64
 
+    # Um codificador JSON para todas as mensagens (json.dumps com opções monta um a cada
+    # chamada). ensure_ascii=False: acentos viajam como UTF-8; o JSON escapa \n dentro das
+    # strings, então cada mensagem ocupa uma linha só.
+    CODIFICADOR = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
     __slots__ = ("tipo", "key", "value", "timestamp", "origem", "dados", "id")
 
     def __init__(self, tipo, key=None, value=None, timestamp=None, origem=None, dados=None,
@@ -85,10 +90,9 @@ class Mensagem:
         for campo in Mensagem.OPCIONAIS.get(self.tipo, ()):
             if getattr(self, campo) is not None:
                 objeto[campo] = getattr(self, campo)
-        # ensure_ascii=False: acentos viajam como UTF-8; o JSON escapa \n dentro das strings.
         # Texto que não é Unicode válido (um \ud800 solto): ValueError aqui, antes da rede.
         try:
-            return (Mensagem.CODIFICAR(objeto) + "\n").encode("utf-8")
+            return (Mensagem.CODIFICADOR.encode(objeto) + "\n").encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("a mensagem tem texto que não é Unicode válido") from None
 
@@ -277,23 +281,6 @@ class Mensagem:
         return valor
 
 
-    @staticmethod
-    def _montar_codificador():
-        """A função que põe um objeto em JSON compacto. JSONEncoder.encode monta um codificador
-        em C a cada chamada (uns 2 µs por mensagem); aqui ele é montado uma vez, com a mesma
-        função que o encode usa (json.encoder.c_make_encoder, do CPython 3.8 em diante, sem
-        documentação pública). Num Python sem ela, fica o encode, que dá os mesmos bytes."""
-        padrao = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-        montar = getattr(json.encoder, "c_make_encoder", None)
-        if montar is None:
-            return padrao.encode
-        try:
-            codificador = montar(None, padrao.default, json.encoder.encode_basestring, None,
-                                 ":", ",", False, False, True)
-        except TypeError:
-            return padrao.encode
-        return lambda objeto: "".join(codificador(objeto, 0))
-
     # ---- como um campo aparece no console ----
 
     @staticmethod
@@ -321,9 +308,8 @@ class Mensagem:
         return valor.translate(Mensagem.ESCAPES)
 
 
-# Um codificador e um decodificador para todas as mensagens: json.dumps e json.loads com opções
-# criam um novo a cada chamada. Ficam aqui, depois da classe, porque usam métodos dela.
-Mensagem.CODIFICAR = Mensagem._montar_codificador()
+# Um decodificador para todas as mensagens: json.loads com opções cria um novo a cada chamada.
+# Fica aqui, depois da classe, porque usa métodos dela.
 Mensagem.DECODIFICADOR = json.JSONDecoder(parse_constant=Mensagem._constante,
                                           parse_int=Mensagem._inteiro)
 # Caracteres que quebrariam ou falsificariam uma linha de console: os de controle (C0, DEL, C1)
