@@ -149,14 +149,14 @@ class Mensagem:
         if not linha.endswith(b"\n"):
             if limite is None or len(linha) < maximo:
                 return None
-            motivo = "linha maior que 16 MiB"
+            motivo = "linha maior que %s" % cls._tamanho(limite)
             if join and linha.startswith(cls.INICIO_JOIN):
                 linha += arquivo.readline(cls.LIMITE_JOIN - len(linha))
                 if linha.endswith(b"\n"):
                     return cls.de_linha(linha)
                 if len(linha) < cls.LIMITE_JOIN:
                     return None
-                motivo = "JOIN maior que %d MiB" % (cls.LIMITE_JOIN // 2 ** 20)
+                motivo = "JOIN maior que %s" % cls._tamanho(cls.LIMITE_JOIN)
             # Descarta o resto da linha em pedaços: a próxima mensagem continua legível.
             while not linha.endswith(b"\n"):
                 linha = arquivo.readline(64 * 1024)
@@ -170,8 +170,15 @@ class Mensagem:
                             for campo, valor in (("origem", mensagem.origem), ("id", mensagem.id))
                             if valor is not None)
             if len(linha) - acrescimo > limite:
-                raise ValueError("linha maior que 16 MiB")
+                raise ValueError("linha maior que %s" % cls._tamanho(limite))
         return mensagem
+
+    @staticmethod
+    def _tamanho(limite):
+        """O limite numa mensagem de erro: em MiB quando é um número inteiro deles."""
+        if limite % (1024 * 1024):
+            return "%d bytes" % limite
+        return "%d MiB" % (limite // (1024 * 1024))
 
     @classmethod
     def receber_lote(cls, arquivo, resto):

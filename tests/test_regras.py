@@ -139,3 +139,26 @@ def test_para_linha_escreve_json_compacto_em_utf8():
     snapshot = Mensagem(Mensagem.JOIN_OK, dados={"k": ["v", 1], "ç": [None, 2]}, timestamp=2)
     assert snapshot.para_linha() == \
         b'{"tipo":"JOIN_OK","dados":{"k":["v",1],"\xc3\xa7":[null,2]},"timestamp":2}\n'
+
+
+@pytest.mark.parametrize("limite, sobra, texto", [
+    (1000, 10, "linha maior que 1000 bytes"),              # a linha inteira passa da folga
+    (1000, Mensagem.FOLGA + 10, "linha maior que 1000 bytes"),   # nem cabe na folga
+    (2 * 1024 * 1024, 10, "linha maior que 2 MiB"),
+])
+def test_erro_de_linha_longa_diz_o_limite_em_vigor(limite, sobra, texto):
+    """O ValueError de uma linha longa demais diz o limite que valia, não sempre 16 MiB."""
+    linha = b'{"tipo":"GET","key":"' + b"k" * (limite + sobra) + b'","timestamp":0}\n'
+    with pytest.raises(ValueError) as erro:
+        Mensagem.receber(io.BytesIO(linha), limite=limite)
+    assert str(erro.value) == texto
+
+
+def test_erro_de_join_longo_diz_o_limite_do_join(monkeypatch):
+    """Um JOIN acima do limite do JOIN (join=True) é recusado com esse limite na mensagem."""
+    monkeypatch.setattr(Mensagem, "LIMITE_JOIN", 3 * 1024 * 1024)
+    linha = Mensagem(Mensagem.JOIN, origem="127.0.0.1:10098",
+                     dados={"k": ["v" * (4 * 1024 * 1024), 1]}, timestamp=1).para_linha()
+    with pytest.raises(ValueError) as erro:
+        Mensagem.receber(io.BytesIO(linha), limite=1024 * 1024, join=True)
+    assert str(erro.value) == "JOIN maior que 3 MiB"
