@@ -137,7 +137,7 @@ class Mensagem:
             return cls._linha_longa(arquivo, linha, limite, join)
         mensagem = cls.de_linha(linha)
         if limite is not None and len(linha) > limite:
-            cls._conferir_tamanho(linha, mensagem, limite)
+            cls._conferir_tamanho(linha, mensagem, limite, join)
         return mensagem
 
     # ---- Além do enunciado: limites de tamanho (16 MiB por pedido, 256 MiB por JOIN) ----
@@ -174,9 +174,12 @@ class Mensagem:
         raise ValueError(motivo)
 
     @classmethod
-    def _conferir_tamanho(cls, linha, mensagem, limite):
+    def _conferir_tamanho(cls, linha, mensagem, limite, join):
         """Para receber(): uma linha inteira passa do limite só pela origem (do seguidor) e
-        pelo id (do Cliente), que não contam nele: um PUT legal é legal por qualquer servidor."""
+        pelo id (do Cliente), que não contam nele: um PUT legal é legal por qualquer servidor.
+        Um JOIN (com join=True) tem o limite dele, LIMITE_JOIN, bem maior que esta linha."""
+        if join and mensagem.tipo == cls.JOIN:
+            return
         acrescimo = sum(len(',"%s":""' % campo) + len(valor.encode("utf-8"))
                         for campo, valor in (("origem", mensagem.origem), ("id", mensagem.id))
                         if valor is not None)

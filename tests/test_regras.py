@@ -162,3 +162,18 @@ def test_erro_de_join_longo_diz_o_limite_do_join(monkeypatch):
     with pytest.raises(ValueError) as erro:
         Mensagem.receber(io.BytesIO(linha), limite=1024 * 1024, join=True)
     assert str(erro.value) == "JOIN maior que 3 MiB"
+
+
+@pytest.mark.parametrize("sobra", [100, 500, Mensagem.FOLGA])
+def test_join_um_pouco_acima_do_limite_de_pedido_passa_com_join(sobra):
+    """Com join=True, um JOIN logo acima do limite de um pedido é aceito, como um bem maior
+    (antes, os que cabiam na folga eram recusados, e o seguidor nunca se unia)."""
+    limite = 4096
+    vazio = Mensagem(Mensagem.JOIN, origem="127.0.0.1:10098", dados={"k": ["", 1]}, timestamp=1)
+    value = "v" * (limite + sobra - len(vazio.para_linha()))
+    linha = Mensagem(Mensagem.JOIN, origem="127.0.0.1:10098", dados={"k": [value, 1]},
+                     timestamp=1).para_linha()
+    assert len(linha) == limite + sobra
+    assert Mensagem.receber(io.BytesIO(linha), limite=limite, join=True).dados == {"k": [value, 1]}
+    with pytest.raises(ValueError):
+        Mensagem.receber(io.BytesIO(linha), limite=limite)
