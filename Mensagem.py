@@ -333,7 +333,8 @@ class Mensagem:
 
 
 # O decodificador de de_linha(), um para todas as mensagens (json.loads com opções monta um a
-# cada chamada). Fica depois da classe porque usa Mensagem._inteiro, que só existe pronta aqui.
+# cada chamada). Fica depois da classe porque usa Mensagem._inteiro: no corpo da classe ele
+# ainda é um objeto staticmethod, que o Python 3.8 não deixa chamar.
 # NaN e Infinity não são JSON: parse_constant=str os deixa como texto, que nenhum campo
 # numérico aceita (num campo desconhecido, são ignorados como o resto).
 Mensagem.DECODIFICADOR = json.JSONDecoder(parse_constant=str, parse_int=Mensagem._inteiro)
