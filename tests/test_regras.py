@@ -142,8 +142,8 @@ def test_para_linha_escreve_json_compacto_em_utf8():
 
 
 @pytest.mark.parametrize("limite, sobra, texto", [
-    (1000, 10, "linha maior que 1000 bytes"),              # a linha inteira passa da folga
-    (1000, Mensagem.FOLGA + 10, "linha maior que 1000 bytes"),   # nem cabe na folga
+    (1000, 10, "linha maior que 1000 bytes"),                    # cabe na folga: lida inteira
+    (1000, Mensagem.FOLGA + 10, "linha maior que 1000 bytes"),   # nem cabe: descartada
     (2 * 1024 * 1024, 10, "linha maior que 2 MiB"),
 ])
 def test_erro_de_linha_longa_diz_o_limite_em_vigor(limite, sobra, texto):
