@@ -131,8 +131,8 @@ def test_mensagem_linha_gigante_e_descartada_inteira():
 def test_para_linha_escreve_json_compacto_em_utf8():
     """[8] A Mensagem vira JSON compacto numa linha: acentos e emoji em UTF-8, quebra de linha,
     aspas, barra e controles escapados pelo JSON (os bytes que a Mensagem sempre escreveu)."""
-    put = Mensagem(Mensagem.PUT, key="chave ç", value='duas\nlinhas "aspas" \\ \x00\x7f 😀 \u2028',
-                   id="a1")
+    value = 'duas\nlinhas "aspas" \\ \x00\x7f 😀 \u2028'
+    put = Mensagem(Mensagem.PUT, key="chave ç", value=value, id="a1")
     assert put.para_linha() == (b'{"tipo":"PUT","key":"chave \xc3\xa7","value":"duas\\nlinhas '
                                 b'\\"aspas\\" \\\\ \\u0000\x7f \xf0\x9f\x98\x80 \xe2\x80\xa8",'
                                 b'"id":"a1"}\n')
