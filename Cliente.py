@@ -15,6 +15,150 @@ class Cliente:
 
     IP_PADRAO = "127.0.0.1"
     PORTAS_PADRAO = (10097, 10098, 10099)
+    MENU = "INIT, PUT ou GET? "
+    AVISO_MENU = "Opção inválida: digite INIT, PUT ou GET."
+
+    def __init__(self, prazo_get=None, prazo_put=None):
+        self.servidores = []
+        # Um timestamp por key, começando em 0; só sobe (PUT_OK e GET_OK).
+        self.timestamps = {}
+        # Além do enunciado (veja requisitar): servidor -> (socket, arquivo de leitura) aberto,
+        # servidor -> instante da última falha, e o prazo de cada tentativa por tipo de pedido.
+        self.conexoes = {}
+        self.falhas = {}
+        self.prazos = {Mensagem.GET: Cliente.PRAZO_GET if prazo_get is None else prazo_get,
+                       Mensagem.PUT: Cliente.PRAZO_PUT if prazo_put is None else prazo_put}
+
+    def menu(self):
+        """O menu no console: só pergunta e imprime; o trabalho é de inicializar, put e get."""
+        acoes = {"INIT": self.menu_init, "PUT": self.menu_put, "GET": self.menu_get}
+        while True:
+            opcao = input(Cliente.MENU).strip().upper()
+            acao = acoes.get(opcao)
+            if acao is not None:
+                acao()
+            else:
+                Cliente.avisar(Cliente.AVISO_MENU)
+
+    # [4a] INIT: IP e porta dos três servidores, lidos do teclado; o cliente começa do zero com
+    # eles (inicializar, logo abaixo) e não sabe quem é o líder (enunciado, seção 4a).
+    def menu_init(self):
+        """INIT: pergunta IP e porta de cada servidor (Enter aceita o padrão) e inicializa."""
+        servidores = []
+        for numero, porta_padrao in enumerate(Cliente.PORTAS_PADRAO, start=1):
+            ip = Cliente.perguntar_ip(numero)
+            porta = Cliente.perguntar_porta(numero, porta_padrao)
+            servidores.append((ip, porta))
+        self.inicializar(servidores)
+
+    def inicializar(self, servidores):
+        """Começa do zero com os servidores [(ip, porta), ...]: todo timestamp em 0, conexões
+        antigas fechadas (as novas abrem no primeiro uso), falhas esquecidas."""
+        novos = [(str(ip), int(porta)) for ip, porta in servidores]
+        if not novos:
+            raise ValueError("informe ao menos um servidor")
+        self.fechar()
+        self.servidores = novos
+        # Timestamps inicializados em zero (enunciado, seção 4): se os servidores reiniciaram
+        # vazios, os antigos, maiores que os deles, dariam TRY_OTHER_SERVER_OR_LATER para sempre.
+        self.timestamps = {}
+        self.falhas = {}
+
+    # [4b] PUT: key e value lidos do teclado vão a um servidor sorteado (put, logo abaixo); o
+    # PUT_OK traz o timestamp da key, e o cliente imprime a linha da seção 6.
+    def menu_put(self):
+        """PUT: pergunta key e value, envia e imprime a linha do PUT_OK."""
+        if not self.servidores:
+            Cliente.avisar("Faça INIT antes de PUT.")
+            return
+        key = Cliente.perguntar_key()
+        if key is None:
+            return
+        value = input("Value: ")
+        try:
+            resposta, servidor = self.put(key, value)
+        except ValueError as erro:
+            Cliente.avisar("Key ou value inválido: %s; o PUT não foi feito." % erro)
+            return
+        except ConnectionError as erro:
+            # A palavra final da biblioteca: "não foi feito" ou "pode ou não ter sido feito".
+            Cliente.avisar(str(erro))
+            return
+        if resposta.tipo == Mensagem.ERRO:
+            Cliente.avisar_erro(servidor, resposta)
+            return
+        # A linha do PUT_OK (enunciado, seção 6), com o servidor que recebeu o pedido.
+        print("PUT_OK key: %s value %s timestamp %d realizada no servidor %s:%d"
+              % ((Mensagem.mostrar(key), Mensagem.mostrar(resposta.value), resposta.timestamp)
+                 + servidor), flush=True)
+
+    def put(self, key, value, servidor=None):
+        """PUT a um servidor sorteado (ou ao escolhido); devolve (resposta, servidor): PUT_OK,
+        que sobe o timestamp da key, ou ERRO. ValueError: key ou value inválidos, nada foi
+        enviado; ConnectionError: nenhum servidor confirmou, e a frase diz se o PUT pode ter
+        sido feito (veja requisitar)."""
+        Cliente.validar_key(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError("o value deve ser texto")
+        # O id deixa o líder reconhecer uma repetição deste PUT (veja requisitar).
+        pedido = Mensagem(Mensagem.PUT, key=key, value=value, id=os.urandom(8).hex())
+        resposta, servidor = self.requisitar(pedido, servidor, (Mensagem.PUT_OK,))
+        if resposta.tipo == Mensagem.PUT_OK:
+            self.atualizar(key, resposta.timestamp)
+        return resposta, servidor
+
+    # [4c] GET: a key lida do teclado vai, com o timestamp que o cliente já viu para ela, a um
+    # servidor sorteado (get, logo abaixo); a resposta é o value (NULL se não existe) ou
+    # TRY_OTHER_SERVER_OR_LATER, e o cliente imprime a linha da seção 6.
+    def menu_get(self):
+        """GET: pergunta a key, envia e imprime a linha da resposta."""
+        if not self.servidores:
+            Cliente.avisar("Faça INIT antes de GET.")
+            return
+        key = Cliente.perguntar_key()
+        if key is None:
+            return
+        enviado = self.timestamps.get(key, 0)
+        try:
+            resposta, servidor = self.get(key)
+        except ValueError as erro:
+            Cliente.avisar("Key inválida: %s." % erro)
+            return
+        except ConnectionError as erro:
+            Cliente.avisar(str(erro))
+            return
+        if resposta.tipo == Mensagem.ERRO:
+            Cliente.avisar_erro(servidor, resposta)
+            return
+        if resposta.tipo == Mensagem.GET_OK:
+            valor = Mensagem.mostrar(resposta.value)
+        else:
+            valor = Mensagem.TRY_OTHER_SERVER_OR_LATER
+        # A linha da resposta do GET (enunciado, seção 6).
+        print("GET key: %s value: %s obtido do servidor %s:%d, meu timestamp %d e do servidor %d"
+              % ((Mensagem.mostrar(key), valor) + servidor + (enviado, resposta.timestamp)),
+              flush=True)
+
+    def get(self, key, servidor=None):
+        """GET a um servidor sorteado (ou ao escolhido) com o timestamp que o cliente tem para a
+        key; devolve (resposta, servidor): GET_OK, TRY_OTHER_SERVER_OR_LATER ou ERRO."""
+        Cliente.validar_key(key)
+        pedido = Mensagem(Mensagem.GET, key=key, timestamp=self.timestamps.get(key, 0))
+        esperados = (Mensagem.GET_OK, Mensagem.TRY_OTHER_SERVER_OR_LATER)
+        resposta, servidor = self.requisitar(pedido, servidor, esperados)
+        if resposta.tipo == Mensagem.GET_OK:
+            self.atualizar(key, resposta.timestamp)
+        return resposta, servidor
+
+    def atualizar(self, key, timestamp):
+        """Guarda o timestamp de um PUT_OK ou GET_OK, se é maior que o que o cliente tem."""
+        # Nunca baixa: é isso que impede o cliente de aceitar um valor mais velho depois.
+        if timestamp > self.timestamps.get(key, 0):
+            self.timestamps[key] = timestamp
+
+    # ---- Além do enunciado: repetir um PUT sem gravar duas vezes (id), servidor fora do ar ----
+    # Também: servidor pausado, e a espera em fatias que deixa Ctrl+C funcionar no Windows.
+
     PRAZO_CONEXAO = 3.0       # para conectar a um servidor
     # Um GET é respondido na hora; servidor que não responde nisso (pausado) é pulado.
     PRAZO_GET = 5.0
@@ -27,100 +171,16 @@ class Cliente:
     PRAZO_PUT = 120.0
     FATIA_ESPERA = 0.5        # espera a resposta em fatias: Ctrl+C funciona no Windows
     PAUSA_APOS_FALHA = 5.0    # servidor que falhou vai para o fim da fila por um tempo
-    MENU = "INIT, PUT ou GET? "
-    AVISO_MENU = "Opção inválida: digite INIT, PUT ou GET."
-
-    def __init__(self, prazo_get=None, prazo_put=None):
-        self.servidores = []
-        # Um timestamp por key, começando em 0; só sobe (PUT_OK e GET_OK).
-        self.timestamps = {}
-        # Conexões persistentes: servidor -> (socket, arquivo de leitura).
-        self.conexoes = {}
-        # Servidor -> instante da última falha.
-        self.falhas = {}
-        # Prazo de cada tentativa, por tipo de pedido (None: o da classe).
-        self.prazos = {Mensagem.GET: Cliente.PRAZO_GET if prazo_get is None else prazo_get,
-                       Mensagem.PUT: Cliente.PRAZO_PUT if prazo_put is None else prazo_put}
-
-    # ------------------------------------------------------------ a biblioteca
-
-    # [4a] INIT: o cliente começa do zero com os três servidores (IP e porta); as conexões
-    # abrem no primeiro uso. O cliente não sabe quem é o líder (enunciado, seção 4a).
-    def inicializar(self, servidores):
-        """Começa do zero com os servidores [(ip, porta), ...]: todo timestamp em 0, conexões
-        antigas fechadas, falhas esquecidas."""
-        novos = [(str(ip), int(porta)) for ip, porta in servidores]
-        if not novos:
-            raise ValueError("informe ao menos um servidor")
-        self.fechar()
-        self.servidores = novos
-        # Timestamps inicializados em zero (enunciado, seção 4): se os servidores reiniciaram
-        # vazios, os antigos, maiores que os deles, dariam TRY_OTHER_SERVER_OR_LATER para sempre.
-        self.timestamps = {}
-        self.falhas = {}
-
-    # [4b] PUT: envia key e value a um servidor ao acaso; PUT_OK traz o timestamp da key.
-    def put(self, key, value, servidor=None):
-        """PUT; devolve (resposta, servidor) ou levanta ConnectionError.
-
-        - PUT_OK, de qualquer tentativa: feito; o timestamp da key sobe para o dele.
-        - ERRO: a palavra do servidor, só quando nenhuma tentativa anterior foi enviada (o texto
-          diz o que houve, p. ex. "o líder ... está fora do ar; o PUT não foi feito").
-        - ConnectionError("...; o PUT pode ou não ter sido feito."): alguma tentativa foi
-          enviada e nenhuma confirmou, mesmo que outro servidor tenha respondido ERRO depois.
-        - ConnectionError("...; o PUT não foi feito."): nenhum servidor recebeu o pedido.
-        - ValueError: key ou value inválidos; nada foi enviado.
-
-        O id do pedido deixa o líder reconhecer uma repetição: tentativa que cai ou passa do
-        prazo é repetida no próximo servidor sem risco de gravar duas vezes.
-        """
-        Cliente.validar_key(key)
-        if value is not None and not isinstance(value, str):
-            raise ValueError("o value deve ser texto")
-        pedido = Mensagem(Mensagem.PUT, key=key, value=value, id=os.urandom(8).hex())
-        resposta, servidor = self.requisitar(pedido, servidor, (Mensagem.PUT_OK,))
-        if resposta.tipo == Mensagem.PUT_OK:
-            self.atualizar(key, resposta.timestamp)
-        return resposta, servidor
-
-    # [4c] GET: envia key e o timestamp que o cliente já viu; o servidor não devolve nada
-    # mais velho que isso (TRY_OTHER_SERVER_OR_LATER no lugar).
-    def get(self, key, servidor=None):
-        """GET; devolve (resposta, servidor): GET_OK, TRY_OTHER_SERVER_OR_LATER ou ERRO."""
-        Cliente.validar_key(key)
-        pedido = Mensagem(Mensagem.GET, key=key, timestamp=self.timestamps.get(key, 0))
-        esperados = (Mensagem.GET_OK, Mensagem.TRY_OTHER_SERVER_OR_LATER)
-        resposta, servidor = self.requisitar(pedido, servidor, esperados)
-        if resposta.tipo == Mensagem.GET_OK:
-            self.atualizar(key, resposta.timestamp)
-        return resposta, servidor
-
-    def atualizar(self, key, timestamp):
-        # Nunca baixa: é isso que impede o cliente de aceitar um valor mais velho depois.
-        if timestamp > self.timestamps.get(key, 0):
-            self.timestamps[key] = timestamp
-
-    def fechar(self):
-        """Fecha as conexões abertas."""
-        for sock, arquivo in self.conexoes.values():
-            arquivo.close()
-            sock.close()
-        self.conexoes.clear()
-
-    @staticmethod
-    def validar_key(key):
-        if not isinstance(key, str) or not key:
-            raise ValueError("a key deve ser um texto não vazio")
-
-    # ------------------------------------------------------------------ rede
 
     def requisitar(self, pedido, servidor, esperados):
         """Manda a um servidor (o escolhido ou um ao acaso) e devolve (resposta, servidor).
 
         Servidor fora do ar, que não responde no prazo, que cai no meio ou que responde fora
-        do protocolo é pulado para o próximo (o PUT vai com o mesmo id); ConnectionError,
-        com a frase para a pessoa, só quando nenhum responde. Num PUT, depois de uma tentativa
-        enviada sem resposta, um ERRO não é a palavra final (veja put()).
+        do protocolo é pulado para o próximo; o PUT vai com o mesmo id, e o líder responde a
+        repetição sem gravar duas vezes. Num PUT, um ERRO só é devolvido se nenhuma tentativa
+        anterior foi enviada. Quando nenhum responde: ConnectionError com a frase para a
+        pessoa, "o PUT pode ou não ter sido feito" se alguma tentativa foi enviada (diga o que
+        disser um servidor depois), senão "o PUT não foi feito".
         """
         if not self.servidores and servidor is None:
             raise ValueError("faça INIT antes")
@@ -197,85 +257,25 @@ class Cliente:
                 raise socket.timeout("o servidor não respondeu a tempo")
 
     def descartar(self, servidor):
+        """Fecha e esquece a conexão com um servidor que falhou."""
         existente = self.conexoes.pop(servidor, None)
         if existente is not None:
             existente[1].close()
             existente[0].close()
 
-    # ------------------------------------------------------------------ menu
+    def fechar(self):
+        """Fecha as conexões abertas."""
+        for sock, arquivo in self.conexoes.values():
+            arquivo.close()
+            sock.close()
+        self.conexoes.clear()
 
-    def menu(self):
-        """O menu no console: só pergunta e imprime; o trabalho é da biblioteca acima."""
-        acoes = {"INIT": self.menu_init, "PUT": self.menu_put, "GET": self.menu_get}
-        while True:
-            opcao = input(Cliente.MENU).strip().upper()
-            acao = acoes.get(opcao)
-            if acao is not None:
-                acao()
-            else:
-                Cliente.avisar(Cliente.AVISO_MENU)
+    # ---- Além do enunciado: conferir o que se digita e dizer o erro em stderr ----
 
-    # [4a] Inicialização: IP e porta dos três servidores, lidos do teclado.
-    def menu_init(self):
-        servidores = []
-        for numero, porta_padrao in enumerate(Cliente.PORTAS_PADRAO, start=1):
-            ip = Cliente.perguntar_ip(numero)
-            porta = Cliente.perguntar_porta(numero, porta_padrao)
-            servidores.append((ip, porta))
-        self.inicializar(servidores)
-
-    def menu_put(self):
-        if not self.servidores:
-            Cliente.avisar("Faça INIT antes de PUT.")
-            return
-        key = Cliente.perguntar_key()
-        if key is None:
-            return
-        value = input("Value: ")
-        try:
-            resposta, servidor = self.put(key, value)
-        except ValueError as erro:
-            Cliente.avisar("Key ou value inválido: %s; o PUT não foi feito." % erro)
-            return
-        except ConnectionError as erro:
-            # A palavra final da biblioteca: "não foi feito" ou "pode ou não ter sido feito".
-            Cliente.avisar(str(erro))
-            return
-        if resposta.tipo == Mensagem.ERRO:
-            Cliente.avisar_erro(servidor, resposta)
-            return
-        # [4b] A linha do PUT_OK (enunciado, seção 6).
-        print("PUT_OK key: %s value %s timestamp %d realizada no servidor %s:%d"
-              % ((Mensagem.mostrar(key), Mensagem.mostrar(resposta.value), resposta.timestamp)
-                 + servidor), flush=True)
-
-    def menu_get(self):
-        if not self.servidores:
-            Cliente.avisar("Faça INIT antes de GET.")
-            return
-        key = Cliente.perguntar_key()
-        if key is None:
-            return
-        enviado = self.timestamps.get(key, 0)
-        try:
-            resposta, servidor = self.get(key)
-        except ValueError as erro:
-            Cliente.avisar("Key inválida: %s." % erro)
-            return
-        except ConnectionError as erro:
-            Cliente.avisar(str(erro))
-            return
-        if resposta.tipo == Mensagem.ERRO:
-            Cliente.avisar_erro(servidor, resposta)
-            return
-        if resposta.tipo == Mensagem.GET_OK:
-            valor = Mensagem.mostrar(resposta.value)
-        else:
-            valor = Mensagem.TRY_OTHER_SERVER_OR_LATER
-        # [4c] A linha da resposta do GET (enunciado, seção 6).
-        print("GET key: %s value: %s obtido do servidor %s:%d, meu timestamp %d e do servidor %d"
-              % ((Mensagem.mostrar(key), valor) + servidor + (enviado, resposta.timestamp)),
-              flush=True)
+    @staticmethod
+    def validar_key(key):
+        if not isinstance(key, str) or not key:
+            raise ValueError("a key deve ser um texto não vazio")
 
     @staticmethod
     def perguntar_ip(numero):
@@ -299,6 +299,7 @@ class Cliente:
 
     @staticmethod
     def perguntar_key():
+        """A key digitada, ou None (com o aviso) se veio vazia."""
         key = input("Key: ").strip()
         if not key:
             Cliente.avisar("A key não pode ser vazia.")
@@ -312,7 +313,7 @@ class Cliente:
 
     @staticmethod
     def avisar_erro(servidor, resposta):
-        # O texto vem da rede: escapado, para ser uma linha só.
+        """O ERRO de um servidor, em stderr; o texto vem da rede: escapado, numa linha só."""
         Cliente.avisar("Erro do servidor %s:%d: %s"
                        % (servidor + (Mensagem.mostrar(resposta.value),)))
 

@@ -8,6 +8,7 @@ class Mensagem:
     """Uma requisição ou resposta; na rede, um objeto JSON numa linha UTF-8 terminada em \\n."""
 
     # Tipos de mensagem, nomeados uma única vez (Servidor e Cliente nunca escrevem a string).
+    # Os das seções 4 e 5 do enunciado; JOIN, JOIN_OK e ERRO vão além dele.
     PUT = "PUT"
     PUT_OK = "PUT_OK"
     GET = "GET"
@@ -42,21 +43,13 @@ class Mensagem:
         REPLICATION_OK: ("key",),
     }
 
-    # Uma linha maior que isto é recusada: protege a memória do servidor.
+    # Um codificador JSON para todas as mensagens (json.dumps com opções monta um a cada
+    # chamada). ensure_ascii=False: acentos viajam como UTF-8; o JSON escapa \n dentro das
+    # strings, então cada mensagem ocupa uma linha só.
+    CODIFICADOR = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    # Uma linha maior que isto é recusada: protege a memória do servidor. Fica aqui porque é
+    # o padrão de receber(); os outros limites estão na parte "além do enunciado".
     LIMITE_LINHA = 16 * 1024 * 1024
-    # A resposta a um pedido legal leva o mesmo value mais tipo e timestamp (dezenas de bytes),
-    # e o PUT encaminhado leva a origem: quem lê aceita esta folga, e o que passa do limite
-    # por causa dela é conferido em receber().
-    FOLGA = 1024
-    LIMITE_RESPOSTA = LIMITE_LINHA + FOLGA
-    # O JOIN leva a tabela inteira do seguidor, que pode passar de 16 MiB: é com ela que um
-    # líder reiniciado recupera o que perdeu. Tem um limite próprio, bem maior. Reconhecido
-    # pelo começo da linha, como a própria Mensagem o escreve.
-    LIMITE_JOIN = 256 * 1024 * 1024
-    INICIO_JOIN = b'{"tipo":"JOIN",'
-    # Timestamps cabem em 64 bits, como o zxid do ZooKeeper; acima disso é entrada inválida.
-    MAIOR_TIMESTAMP = 2 ** 63 - 1
-    MAIOR_ID = 64
 
     __slots__ = ("tipo", "key", "value", "timestamp", "origem", "dados", "id")
 
@@ -85,10 +78,9 @@ class Mensagem:
         for campo in Mensagem.OPCIONAIS.get(self.tipo, ()):
             if getattr(self, campo) is not None:
                 objeto[campo] = getattr(self, campo)
-        # ensure_ascii=False: acentos viajam como UTF-8; o JSON escapa \n dentro das strings.
         # Texto que não é Unicode válido (um \ud800 solto): ValueError aqui, antes da rede.
         try:
-            return (Mensagem.CODIFICAR(objeto) + "\n").encode("utf-8")
+            return (Mensagem.CODIFICADOR.encode(objeto) + "\n").encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("a mensagem tem texto que não é Unicode válido") from None
 
@@ -122,7 +114,7 @@ class Mensagem:
                 setattr(mensagem, campo, cls._validar(campo, objeto[campo]))
         return mensagem
 
-    # ---- enquadramento: a mensagem é dona do socket na hora de enviar e receber ----
+    # ---- enquadramento: uma mensagem por linha, enviada e recebida pela própria Mensagem ----
 
     def enviar(self, sock):
         """Envia a mensagem inteira (sendall) pelo socket."""
@@ -130,80 +122,82 @@ class Mensagem:
 
     @classmethod
     def receber(cls, arquivo, limite=LIMITE_LINHA, join=False):
-        """Lê uma mensagem de arquivo (socket.makefile("rb")); None quando a conexão terminou.
+        """Lê uma mensagem (uma linha) de arquivo, um socket.makefile("rb"); None quando a
+        conexão terminou, também no meio de uma linha.
 
-        limite=None só para quem confia no outro lado: o snapshot do líder pode passar de 16 MiB.
-        join=True: um JOIN pode ir até LIMITE_JOIN (os outros pedidos seguem com o limite).
-        Um PUT legal é legal por qualquer servidor: a origem que o seguidor acrescenta ao
-        encaminhar não conta no limite.
-
-        Linha inválida ou longa demais levanta ValueError (a linha inteira é consumida).
-        Uma linha cortada pelo fim da conexão devolve None: o outro lado caiu no meio.
+        Linha inválida ou acima do limite levanta ValueError (a linha inteira é consumida).
+        limite=None só para quem confia no outro lado: o snapshot do líder pode passar de
+        16 MiB. join=True: um JOIN pode ir até LIMITE_JOIN.
         """
         maximo = -1 if limite is None else limite + cls.FOLGA + 1
         linha = arquivo.readline(maximo)
         if not linha.endswith(b"\n"):
             if limite is None or len(linha) < maximo:
                 return None
-            motivo = "linha maior que 16 MiB"
-            if join and linha.startswith(cls.INICIO_JOIN):
-                linha += arquivo.readline(cls.LIMITE_JOIN - len(linha))
-                if linha.endswith(b"\n"):
-                    return cls.de_linha(linha)
-                if len(linha) < cls.LIMITE_JOIN:
-                    return None
-                motivo = "JOIN maior que %d MiB" % (cls.LIMITE_JOIN // 2 ** 20)
-            # Descarta o resto da linha em pedaços: a próxima mensagem continua legível.
-            while not linha.endswith(b"\n"):
-                linha = arquivo.readline(64 * 1024)
-                if not linha:
-                    return None
-            raise ValueError(motivo)
+            return cls._linha_longa(arquivo, linha, limite, join)
         mensagem = cls.de_linha(linha)
         if limite is not None and len(linha) > limite:
-            # Origem (do seguidor) e id (do Cliente) vão junto, mas não contam no limite.
-            acrescimo = sum(len(',"%s":""' % campo) + len(valor.encode("utf-8"))
-                            for campo, valor in (("origem", mensagem.origem), ("id", mensagem.id))
-                            if valor is not None)
-            if len(linha) - acrescimo > limite:
-                raise ValueError("linha maior que 16 MiB")
+            cls._conferir_tamanho(linha, mensagem, limite, join)
         return mensagem
 
+    # ---- Além do enunciado: limites de tamanho (16 MiB por pedido, 256 MiB por JOIN) ----
+
+    # A resposta a um pedido legal leva o mesmo value mais tipo e timestamp (dezenas de bytes),
+    # e o PUT encaminhado leva a origem: quem lê aceita esta folga, e o que passa do limite
+    # por causa dela é conferido em _conferir_tamanho().
+    FOLGA = 1024
+    LIMITE_RESPOSTA = LIMITE_LINHA + FOLGA
+    # O JOIN leva a tabela inteira do seguidor, que pode passar de 16 MiB: é com ela que um
+    # líder reiniciado recupera o que perdeu. Tem um limite próprio, bem maior. Reconhecido
+    # pelo começo da linha, como a própria Mensagem o escreve.
+    LIMITE_JOIN = 256 * 1024 * 1024
+    INICIO_JOIN = b'{"tipo":"JOIN",'
+
     @classmethod
-    def receber_lote(cls, arquivo, resto):
-        """Lê o que já chegou (esperando, se nada chegou) e devolve as mensagens completas.
+    def _linha_longa(cls, arquivo, linha, limite, join):
+        """Para receber(): a linha passou do limite sem terminar. Um JOIN (com join=True) é
+        lido até LIMITE_JOIN; o resto é descartado e levanta ValueError com o limite que valia.
+        None se a conexão termina antes do fim da linha."""
+        motivo = "linha maior que %s" % cls._tamanho(limite)
+        if join and linha.startswith(cls.INICIO_JOIN):
+            linha += arquivo.readline(cls.LIMITE_JOIN - len(linha))
+            if linha.endswith(b"\n"):
+                return cls.de_linha(linha)
+            if len(linha) < cls.LIMITE_JOIN:
+                return None
+            motivo = "JOIN maior que %s" % cls._tamanho(cls.LIMITE_JOIN)
+        # Descarta o resto da linha em pedaços: a próxima mensagem continua legível.
+        while not linha.endswith(b"\n"):
+            linha = arquivo.readline(64 * 1024)
+            if not linha:
+                return None
+        raise ValueError(motivo)
 
-        Para o canal de replicação, em que só o líder fala (sem limite de linha, como
-        receber(limite=None)): uma leitura traz várias mensagens. resto (bytearray) guarda o
-        começo da linha ainda incompleta até a próxima chamada. None quando a conexão terminou.
-        """
-        dados = arquivo.read1(64 * 1024)
-        if not dados:
-            return None
-        inicio = len(resto)
-        resto += dados
-        return [cls.de_linha(linha) for linha in cls.cortar_linhas(resto, inicio)]
+    @classmethod
+    def _conferir_tamanho(cls, linha, mensagem, limite, join):
+        """Para receber(): uma linha inteira passa do limite só pela origem (do seguidor) e
+        pelo id (do Cliente), que não contam nele: um PUT legal é legal por qualquer servidor.
+        Um JOIN (com join=True) tem o limite dele, LIMITE_JOIN, bem maior que esta linha."""
+        if join and mensagem.tipo == cls.JOIN:
+            return
+        acrescimo = sum(len(',"%s":""' % campo) + len(valor.encode("utf-8"))
+                        for campo, valor in (("origem", mensagem.origem), ("id", mensagem.id))
+                        if valor is not None)
+        if len(linha) - acrescimo > limite:
+            raise ValueError("linha maior que %s" % cls._tamanho(limite))
 
     @staticmethod
-    def cortar_linhas(resto, inicio=0):
-        """Tira de resto (bytearray) as linhas já inteiras e as devolve, sem o \\n; o começo de
-        uma linha ainda incompleta fica em resto. Só procura o \\n do índice inicio em diante
-        (o que veio antes já foi procurado): um value de 16 MiB chega em pedaços sem custar
-        uma busca inteira a cada pedaço."""
-        fim = resto.rfind(b"\n", inicio)
-        if fim < 0:
-            return []
-        linhas = bytes(resto[:fim]).split(b"\n")
-        del resto[:fim + 1]
-        return linhas
+    def _tamanho(limite):
+        """O limite numa mensagem de erro: em MiB quando é um número inteiro deles."""
+        if limite % (1024 * 1024):
+            return "%d bytes" % limite
+        return "%d MiB" % (limite // (1024 * 1024))
 
-    # ---- validação de cada campo ----
+    # ---- Além do enunciado: validação de cada campo (o servidor responde ERRO e segue) ----
 
-    @staticmethod
-    def _constante(nome):
-        # NaN e Infinity não são JSON: ficam como texto, que nenhum campo numérico aceita
-        # (num campo desconhecido, são ignorados como o resto).
-        return nome
+    # Timestamps cabem em 64 bits, como o zxid do ZooKeeper; acima disso é entrada inválida.
+    MAIOR_TIMESTAMP = 2 ** 63 - 1
+    MAIOR_ID = 64
 
     @staticmethod
     def _inteiro(digitos):
@@ -276,25 +270,52 @@ class Mensagem:
             cls._timestamp(entrada[1])
         return valor
 
+    # ---- Além do enunciado: lotes de mensagens no canal de replicação ----
+
+    @classmethod
+    def receber_lote(cls, arquivo, resto):
+        """Lê o que já chegou (esperando, se nada chegou) e devolve as mensagens completas.
+
+        Para o canal de replicação, em que só o líder fala (sem limite de linha, como
+        receber(limite=None)): uma leitura traz várias mensagens. resto (bytearray) guarda o
+        começo da linha ainda incompleta até a próxima chamada. None quando a conexão terminou.
+        """
+        dados = arquivo.read1(64 * 1024)
+        if not dados:
+            return None
+        inicio = len(resto)
+        resto += dados
+        return [cls.de_linha(linha) for linha in cls.cortar_linhas(resto, inicio)]
 
     @staticmethod
-    def _montar_codificador():
-        """A função que põe um objeto em JSON compacto. JSONEncoder.encode monta um codificador
-        em C a cada chamada (uns 2 µs por mensagem); aqui ele é montado uma vez, com a mesma
-        função que o encode usa (json.encoder.c_make_encoder, do CPython 3.8 em diante, sem
-        documentação pública). Num Python sem ela, fica o encode, que dá os mesmos bytes."""
-        padrao = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-        montar = getattr(json.encoder, "c_make_encoder", None)
-        if montar is None:
-            return padrao.encode
-        try:
-            codificador = montar(None, padrao.default, json.encoder.encode_basestring, None,
-                                 ":", ",", False, False, True)
-        except TypeError:
-            return padrao.encode
-        return lambda objeto: "".join(codificador(objeto, 0))
+    def cortar_linhas(resto, inicio=0):
+        """Tira de resto (bytearray) as linhas já inteiras e as devolve, sem o \\n; o começo de
+        uma linha ainda incompleta fica em resto. Só procura o \\n do índice inicio em diante
+        (o que veio antes já foi procurado): um value de 16 MiB chega em pedaços sem custar
+        uma busca inteira a cada pedaço."""
+        fim = resto.rfind(b"\n", inicio)
+        if fim < 0:
+            return []
+        linhas = bytes(resto[:fim]).split(b"\n")
+        del resto[:fim + 1]
+        return linhas
 
-    # ---- como um campo aparece no console ----
+    # ---- Além do enunciado: console (escape de controles) e IP e porta digitados ----
+
+    # Caracteres que quebrariam ou falsificariam uma linha de console: os de controle (C0, DEL,
+    # C1, menos o tab, que não quebra a linha) e os separadores de linha e parágrafo do Unicode.
+    ESCAPES = {c: "\\x%02x" % c for c in range(0xA0) if (c < 0x20 or c >= 0x7F) and c != 0x09}
+    ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+    @staticmethod
+    def mostrar(valor):
+        """O texto de uma key ou value numa linha de console: NULL para nulo, e quebras de
+        linha e outros caracteres de controle escapados (um evento é uma linha; o tab fica)."""
+        if valor is None:
+            return "NULL"
+        if valor.isprintable():
+            return valor  # o caso comum, sem cópia
+        return valor.translate(Mensagem.ESCAPES)
 
     @staticmethod
     def porta_valida(texto):
@@ -310,24 +331,10 @@ class Mensagem:
         except (OSError, UnicodeError):
             return set()
 
-    @staticmethod
-    def mostrar(valor):
-        """O texto de uma key ou value numa linha de console: NULL para nulo, e quebras de
-        linha e outros caracteres de controle escapados (um evento é uma linha; o tab fica)."""
-        if valor is None:
-            return "NULL"
-        if valor.isprintable():
-            return valor  # o caso comum, sem cópia
-        return valor.translate(Mensagem.ESCAPES)
 
-
-# Um codificador e um decodificador para todas as mensagens: json.dumps e json.loads com opções
-# criam um novo a cada chamada. Ficam aqui, depois da classe, porque usam métodos dela.
-Mensagem.CODIFICAR = Mensagem._montar_codificador()
-Mensagem.DECODIFICADOR = json.JSONDecoder(parse_constant=Mensagem._constante,
-                                          parse_int=Mensagem._inteiro)
-# Caracteres que quebrariam ou falsificariam uma linha de console: os de controle (C0, DEL, C1)
-# e os separadores de linha e parágrafo do Unicode. O tab não quebra a linha e fica como é.
-Mensagem.ESCAPES = {c: "\\x%02x" % c for c in list(range(0x20)) + list(range(0x7F, 0xA0))}
-Mensagem.ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
-del Mensagem.ESCAPES[0x09]
+# O decodificador de de_linha(), um para todas as mensagens (json.loads com opções monta um a
+# cada chamada). Fica depois da classe porque usa Mensagem._inteiro: no corpo da classe ele
+# ainda é um objeto staticmethod, que o Python 3.8 não deixa chamar.
+# NaN e Infinity não são JSON: parse_constant=str os deixa como texto, que nenhum campo
+# numérico aceita (num campo desconhecido, são ignorados como o resto).
+Mensagem.DECODIFICADOR = json.JSONDecoder(parse_constant=str, parse_int=Mensagem._inteiro)

@@ -128,18 +128,52 @@ def test_mensagem_linha_gigante_e_descartada_inteira():
     assert Mensagem.receber(arquivo).tipo == Mensagem.GET
 
 
-def test_codificador_montado_uma_vez_da_os_mesmos_bytes_que_o_json():
-    """[8] O codificador que a Mensagem monta uma vez escreve, byte a byte, o mesmo que o
-    JSONEncoder público, em 30 000 mensagens com texto ao acaso (acentos, controles, emoji)."""
-    import json
-    import random
-    publico = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-    sorteio = random.Random(8)
-    alfabeto = "aZ09 \t\n\r\"\\/çãé€✓\x00\x1f\x7f\u2028😀"
-    for _ in range(30000):
-        texto = "".join(sorteio.choice(alfabeto) for _ in range(sorteio.randint(1, 12)))
-        objeto = {"tipo": "REPLICATION", "key": texto, "value": sorteio.choice([None, texto]),
-                  "timestamp": sorteio.randint(0, 2 ** 63 - 1)}
-        assert Mensagem.CODIFICAR(objeto) == publico.encode(objeto)
-    dados = {"tipo": "JOIN_OK", "dados": {"k": ["v", 1], "ç": [None, 2]}, "timestamp": 2}
-    assert Mensagem.CODIFICAR(dados) == publico.encode(dados)
+def test_para_linha_escreve_json_compacto_em_utf8():
+    """[8] A Mensagem vira JSON compacto numa linha: acentos e emoji em UTF-8, quebra de linha,
+    aspas, barra e controles escapados pelo JSON (os bytes que a Mensagem sempre escreveu)."""
+    value = 'duas\nlinhas "aspas" \\ \x00\x7f 😀 \u2028'
+    put = Mensagem(Mensagem.PUT, key="chave ç", value=value, id="a1")
+    assert put.para_linha() == (b'{"tipo":"PUT","key":"chave \xc3\xa7","value":"duas\\nlinhas '
+                                b'\\"aspas\\" \\\\ \\u0000\x7f \xf0\x9f\x98\x80 \xe2\x80\xa8",'
+                                b'"id":"a1"}\n')
+    snapshot = Mensagem(Mensagem.JOIN_OK, dados={"k": ["v", 1], "ç": [None, 2]}, timestamp=2)
+    assert snapshot.para_linha() == \
+        b'{"tipo":"JOIN_OK","dados":{"k":["v",1],"\xc3\xa7":[null,2]},"timestamp":2}\n'
+
+
+@pytest.mark.parametrize("limite, sobra, texto", [
+    (1000, 10, "linha maior que 1000 bytes"),                    # cabe na folga: lida inteira
+    (1000, Mensagem.FOLGA + 10, "linha maior que 1000 bytes"),   # nem cabe: descartada
+    (2 * 1024 * 1024, 10, "linha maior que 2 MiB"),
+])
+def test_erro_de_linha_longa_diz_o_limite_em_vigor(limite, sobra, texto):
+    """O ValueError de uma linha longa demais diz o limite que valia, não sempre 16 MiB."""
+    linha = b'{"tipo":"GET","key":"' + b"k" * (limite + sobra) + b'","timestamp":0}\n'
+    with pytest.raises(ValueError) as erro:
+        Mensagem.receber(io.BytesIO(linha), limite=limite)
+    assert str(erro.value) == texto
+
+
+def test_erro_de_join_longo_diz_o_limite_do_join(monkeypatch):
+    """Um JOIN acima do limite do JOIN (join=True) é recusado com esse limite na mensagem."""
+    monkeypatch.setattr(Mensagem, "LIMITE_JOIN", 3 * 1024 * 1024)
+    linha = Mensagem(Mensagem.JOIN, origem="127.0.0.1:10098",
+                     dados={"k": ["v" * (4 * 1024 * 1024), 1]}, timestamp=1).para_linha()
+    with pytest.raises(ValueError) as erro:
+        Mensagem.receber(io.BytesIO(linha), limite=1024 * 1024, join=True)
+    assert str(erro.value) == "JOIN maior que 3 MiB"
+
+
+@pytest.mark.parametrize("sobra", [100, 500, Mensagem.FOLGA])
+def test_join_um_pouco_acima_do_limite_de_pedido_passa_com_join(sobra):
+    """Com join=True, um JOIN logo acima do limite de um pedido é aceito, como um bem maior
+    (antes, os que cabiam na folga eram recusados, e o seguidor nunca se unia)."""
+    limite = 4096
+    vazio = Mensagem(Mensagem.JOIN, origem="127.0.0.1:10098", dados={"k": ["", 1]}, timestamp=1)
+    value = "v" * (limite + sobra - len(vazio.para_linha()))
+    linha = Mensagem(Mensagem.JOIN, origem="127.0.0.1:10098", dados={"k": [value, 1]},
+                     timestamp=1).para_linha()
+    assert len(linha) == limite + sobra
+    assert Mensagem.receber(io.BytesIO(linha), limite=limite, join=True).dados == {"k": [value, 1]}
+    with pytest.raises(ValueError):
+        Mensagem.receber(io.BytesIO(linha), limite=limite)
