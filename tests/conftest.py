@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,11 +33,22 @@ AMBIENTE_FILHO = dict(os.environ, PYTHONUTF8="1", PYTHONIOENCODING="utf-8")
 so_posix = pytest.mark.skipif(os.name != "posix", reason="manda sinais POSIX (SIGINT)")
 
 
+# Portas dos servidores dos testes: abaixo da faixa efêmera (Linux 32768-60999, Windows e macOS
+# 49152-65535), de onde o sistema tira a porta de cada conexão de saída. Uma porta efêmera
+# livre agora pode virar a porta de saída de outra conexão antes de o servidor abri-la.
+FAIXA_DE_PORTAS = (20000, 32000)
+
+
 def porta_livre():
-    """Uma porta TCP livre agora em 127.0.0.1 (o SO escolhe)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Uma porta TCP livre agora em 127.0.0.1, ao acaso fora da faixa efêmera."""
+    while True:
+        porta = random.randrange(*FAIXA_DE_PORTAS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", porta))
+            except OSError:
+                continue   # ocupada: outra
+            return porta
 
 
 def esperar(condicao, prazo=PRAZO, motivo="condição"):
