@@ -17,10 +17,22 @@ class Cliente:
     PORTAS_PADRAO = (10097, 10098, 10099)
     MENU = "INIT, PUT ou GET? "
     AVISO_MENU = "Opção inválida: digite INIT, PUT ou GET."
+    # Prazos (além do enunciado): um servidor fora do ar ou pausado é pulado.
+    PRAZO_CONEXAO = 3.0       # para conectar a um servidor
+    PRAZO_GET = 5.0           # um GET é respondido na hora; quem não responde nisso é pulado
+    # Prazo de cada tentativa de PUT (envio e espera da resposta). O líder espera os seguidores
+    # sem teto fixo (enunciado, seção 5e): com o prazo de replicação padrão dele (40 s), um
+    # seguidor que parou de confirmar custa menos de um minuto, e cada PUT na fila de um
+    # seguidor com --atraso-replicacao 30 custa 30 s. Vencido este prazo, o mesmo pedido (mesmo
+    # id) vai ao próximo servidor, e o líder responde a repetição com o timestamp do original
+    # quando ele termina: um servidor pausado custa no máximo 2 min.
+    PRAZO_PUT = 120.0
+    FATIA_ESPERA = 0.5        # espera a resposta em fatias: Ctrl+C funciona no Windows
+    PAUSA_APOS_FALHA = 5.0    # servidor que falhou vai para o fim da fila por um tempo
 
     def __init__(self, prazo_get=None, prazo_put=None):
         self.servidores = []
-        # Um timestamp por key, começando em 0; só sobe (PUT_OK e GET_OK).
+        # Um timestamp por key, começando em 0; só sobe (PUT_OK e GET_OK) até o próximo INIT.
         self.timestamps = {}
         # Além do enunciado (veja requisitar): servidor -> (socket, arquivo de leitura) aberto,
         # servidor -> instante da última falha, e o prazo de cada tentativa por tipo de pedido.
@@ -64,8 +76,9 @@ class Cliente:
         self.timestamps = {}
         self.falhas = {}
 
-    # [4b] PUT: key e value lidos do teclado vão a um servidor sorteado (put, logo abaixo); o
-    # PUT_OK traz o timestamp da key, e o cliente imprime a linha da seção 6.
+    # [4b] PUT: key e value lidos do teclado vão a um servidor sorteado (put, logo abaixo; o
+    # sorteio está em ordem, no fim do arquivo); o PUT_OK traz o timestamp da key, e o cliente
+    # imprime a linha da seção 6.
     def menu_put(self):
         """PUT: pergunta key e value, envia e imprime a linha do PUT_OK."""
         if not self.servidores:
@@ -108,8 +121,8 @@ class Cliente:
         return resposta, servidor
 
     # [4c] GET: a key lida do teclado vai, com o timestamp que o cliente já viu para ela, a um
-    # servidor sorteado (get, logo abaixo); a resposta é o value (NULL se não existe) ou
-    # TRY_OTHER_SERVER_OR_LATER, e o cliente imprime a linha da seção 6.
+    # servidor sorteado (get, logo abaixo; o sorteio está em ordem); a resposta é o value (NULL
+    # se não existe) ou TRY_OTHER_SERVER_OR_LATER, e o cliente imprime a linha da seção 6.
     def menu_get(self):
         """GET: pergunta a key, envia e imprime a linha da resposta."""
         if not self.servidores:
@@ -152,35 +165,24 @@ class Cliente:
 
     def atualizar(self, key, timestamp):
         """Guarda o timestamp de um PUT_OK ou GET_OK, se é maior que o que o cliente tem."""
-        # Nunca baixa: é isso que impede o cliente de aceitar um valor mais velho depois.
+        # Nunca baixa (só um INIT zera tudo): é isso que impede o cliente de aceitar um valor
+        # mais velho depois.
         if timestamp > self.timestamps.get(key, 0):
             self.timestamps[key] = timestamp
 
     # ---- Além do enunciado: repetir um PUT sem gravar duas vezes (id), servidor fora do ar ----
     # Também: servidor pausado, e a espera em fatias que deixa Ctrl+C funcionar no Windows.
 
-    PRAZO_CONEXAO = 3.0       # para conectar a um servidor
-    # Um GET é respondido na hora; servidor que não responde nisso (pausado) é pulado.
-    PRAZO_GET = 5.0
-    # Prazo de cada tentativa de PUT (envio e espera da resposta). O líder espera os seguidores
-    # sem teto fixo (enunciado, seção 5e): até um minuto por um que parou de confirmar (aí o
-    # retira), 30 s por PUT na fila de um seguidor com --atraso-replicacao 30. Vencido o prazo,
-    # o mesmo pedido (mesmo id) vai ao próximo servidor, e o líder responde a repetição com o
-    # timestamp do original quando ele termina: com três servidores o PUT tem 6 min, e um
-    # servidor pausado custa no máximo 2 min.
-    PRAZO_PUT = 120.0
-    FATIA_ESPERA = 0.5        # espera a resposta em fatias: Ctrl+C funciona no Windows
-    PAUSA_APOS_FALHA = 5.0    # servidor que falhou vai para o fim da fila por um tempo
-
     def requisitar(self, pedido, servidor, esperados):
         """Manda a um servidor (o escolhido ou um ao acaso) e devolve (resposta, servidor).
 
         Servidor fora do ar, que não responde no prazo, que cai no meio ou que responde fora
         do protocolo é pulado para o próximo; o PUT vai com o mesmo id, e o líder responde a
-        repetição sem gravar duas vezes. Num PUT, um ERRO só é devolvido se nenhuma tentativa
-        anterior foi enviada. Quando nenhum responde: ConnectionError com a frase para a
-        pessoa, "o PUT pode ou não ter sido feito" se alguma tentativa foi enviada (diga o que
-        disser um servidor depois), senão "o PUT não foi feito".
+        repetição sem gravar duas vezes (ele lembra os ids recentes, só na memória: um líder
+        que reiniciou no meio grava de novo). Num PUT, um ERRO só é devolvido se nenhuma
+        tentativa anterior foi enviada. Quando nenhum responde: ConnectionError com a frase
+        para a pessoa, "o PUT pode ou não ter sido feito" se alguma tentativa foi enviada
+        (mesmo que um servidor diga outra coisa depois), senão "o PUT não foi feito".
         """
         if not self.servidores and servidor is None:
             raise ValueError("faça INIT antes")

@@ -34,7 +34,7 @@ class Mensagem:
         ERRO: ("value",),
     }
     # Campos opcionais: "origem" no PUT encaminhado; "id" deixa o líder reconhecer um PUT
-    # repetido; o JOIN leva o contador e a tabela do seguidor; o REPLICATION_OK do snapshot
+    # repetido; o JOIN leva o maior ts e a tabela do seguidor; o REPLICATION_OK do snapshot
     # não tem key.
     OPCIONAIS = {
         PUT: ("origem", "id"),

@@ -15,8 +15,10 @@ from Mensagem import Mensagem
 class Servidor:
     """Um servidor do KV store; é o líder quando o endereço do líder é um dos seus.
 
-    Onde está cada item do enunciado, na ordem da seção 5 (o resto do arquivo, nas partes
-    "Além do enunciado", é o que o trabalho não pede e pode ser pulado numa primeira leitura):
+    Onde está cada item do enunciado, na ordem da seção 5. Depois vêm as partes "Além do
+    enunciado": o que o trabalho não pede (quedas, prazos, recuperação, disco, linha de
+    comando). O caminho de 5a-5f as chama por nomes que dizem o que fazem (entrar_no_lider,
+    enviar_ao_seguidor, retirar...); numa primeira leitura basta o nome e a docstring.
       5a  inicialização: perguntar_tudo; abrir (no seguidor, CanalDoLider entra no líder)
       5b  uma thread por conexão: servir, Conexao
       5c  PUT: tratar_put e gravar_e_replicar (líder), encaminhar_put (seguidor)
@@ -33,8 +35,9 @@ class Servidor:
       - CanalDoLider (seguidor) abre o canal de replicação com o líder e aplica as REPLICATIONs;
       - Console escreve as linhas do console, em ordem.
 
-    Um PUT no líder: a Conexao do cliente, sob a trava_put, dá o timestamp, grava e manda a
-    REPLICATION pelo canal de cada seguidor; fora das travas, espera (esperar_confirmacoes).
+    Um PUT no líder: a Conexao que o recebeu (a do cliente, ou a da conexão de encaminhamento
+    de um seguidor), sob a trava_put, dá o timestamp, grava e manda a REPLICATION pelo canal de
+    cada seguidor; fora das travas, espera (esperar_confirmacoes).
     Quem a acorda é sempre liberar_confirmados, chamado por quem muda o que falta: a própria
     espera (nenhum seguidor, ou todos já confirmaram), o CanalDoSeguidor que lê o último
     REPLICATION_OK (confirmar), retirar (um seguidor saiu) e unir (um seguidor voltou com a
@@ -51,16 +54,36 @@ class Servidor:
       seguidores           escrito com trava_put e trava_confirmacoes, lido com qualquer uma
     Sem trava: a configuração, que não muda depois do __init__; seguidor.pendentes ganha itens
     sob a trava_put e só perde na thread dele (um deque aceita isso, como a fila do Console);
-    avisados, chegando e vazios são conjuntos (add e discard são atômicos no Python); a
+    avisados, chegando e fundidos são conjuntos (add e discard são atômicos no Python); a
     conexão de encaminhamento é de uma Conexao só.
     """
 
     IP_PADRAO = "127.0.0.1"
     PORTA_PADRAO = 10097
-    # Esperas em fatias: no Windows um accept() bloqueado ignora Ctrl+C.
-    FATIA = 0.5
+    # Prazos, cada um com o seu nome (além do enunciado, que supõe que ninguém trava):
+    FATIA = 0.5              # esperas em fatias: no Windows um accept() bloqueado ignora Ctrl+C
     PRAZO_CONEXAO = 3.0      # para conectar ao líder
     PRAZO_LINHA = 10.0       # para terminar uma linha já começada, ou enviar uma resposta grande
+    # Seguidor que não confirma uma REPLICATION neste prazo sai e os PUTs seguem; maior que
+    # ATRASO_MAXIMO, para o seguidor lento da demonstração nunca ser retirado.
+    # --prazo-replicacao o troca (os testes o encurtam; o padrão é este).
+    PRAZO_REPLICACAO = 40.0
+    PRAZO_REPLICACAO_MAXIMO = 600.0
+    ATRASO_MAXIMO = 30.0     # maior --atraso-replicacao aceito
+    INTERVALO_REJOIN = 0.5   # entre tentativas do seguidor de entrar no líder
+    ESPERA_APOS_RECUSA = 5.0  # líder que recusou o JOIN: o seguidor tenta de novo com calma
+    # Líder que acabou de subir: espera no máximo isto antes do primeiro timestamp, se nenhum
+    # JOIN estiver chegando (um seguidor vivo reconecta em menos de 1 s, também no Windows,
+    # que repete sozinho uma conexão recusada a cada 0,5 a 1 s).
+    ESPERA_HISTORIA = 3.0
+    # Uma fusão não leva o contador do líder acima disto: sobra espaço nos 64 bits.
+    MAIOR_CONTADOR_JOIN = Mensagem.MAIOR_TIMESTAMP // 2
+    MAXIMO_IDS = 100000      # ids de PUT lembrados para reconhecer um PUT repetido
+    PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
+    RESPOSTA_PEQUENA = 64 * 1024  # uma resposta até este tamanho cabe no buffer do sistema
+    USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
+           " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]"
+           " [--prazo-replicacao SEGUNDOS] [--detalhes]")
 
     def __init__(self, ip, porta, ip_lider, porta_lider, atraso_replicacao=0.0, dados=None,
                  fsync=False, prazo_replicacao=None, detalhes=False):
@@ -94,10 +117,10 @@ class Servidor:
         # Fora do enunciado (veja as partes do fim): ids de PUT, recuperação, registro em disco.
         self.ids = collections.OrderedDict()
         self.proprias = set()
-        self.historia = threading.Event()
+        self.historia_ouvida = threading.Event()
         self.subida = time.monotonic()
         self.chegando = set()
-        self.vazios = set()
+        self.fundidos = set()
         self.pasta = dados
         self.fsync = fsync
         self.registro = None
@@ -170,6 +193,19 @@ class Servidor:
             except RuntimeError:
                 sock.close()  # sem memória para outra thread: recusa esta conexão
 
+    def despachar(self, pedido, conexao):
+        """Chama o tratador do tipo; tipo sem tratador (uma resposta, p. ex.) recebe ERRO."""
+        tratador = self.tratadores.get(pedido.tipo)
+        if tratador is None:
+            return Mensagem(Mensagem.ERRO, value="%s não é um pedido" % pedido.tipo)
+        try:
+            return tratador(pedido, conexao)
+        except OSError:
+            raise  # rede: encerra esta conexão
+        except Exception as erro:  # defeito nosso: esta conexão não derruba o resto
+            self.avisar("Erro interno ao tratar %s: %r" % (pedido.tipo, erro))
+            return Mensagem(Mensagem.ERRO, value="erro interno do servidor")
+
     class Conexao(threading.Thread):
         """Serve uma conexão aceita: lê um pedido, chama o tratador, responde, até ela fechar.
 
@@ -187,13 +223,13 @@ class Servidor:
 
         def run(self):
             servidor = self.servidor
-            arquivo = self.sock.makefile("rb", buffering=64 * 1024)
+            leitor = self.sock.makefile("rb", buffering=64 * 1024)
             entregue = False
             try:
                 while True:
                     servidor.chegando.discard(self)
                     try:
-                        pedido = servidor.ler_pedido(self, arquivo)
+                        pedido = servidor.ler_pedido(self, leitor)
                     except ValueError as erro:
                         # Linha inválida: ERRO e segue; a linha inteira já foi consumida.
                         Mensagem(Mensagem.ERRO, value=str(erro)).enviar(self.sock)
@@ -206,7 +242,7 @@ class Servidor:
                     if pedido is None:
                         break
                     if pedido.tipo == Mensagem.JOIN:
-                        entregue = servidor.receber_seguidor(pedido, self, arquivo)
+                        entregue = servidor.receber_seguidor(pedido, self, leitor)
                         if entregue:
                             break
                         continue
@@ -217,22 +253,9 @@ class Servidor:
                 servidor.chegando.discard(self)
                 if self.encaminhamento is not None:
                     self.encaminhamento[0].close()
-                arquivo.close()  # o socket só fecha de fato quando o leitor também fecha
+                leitor.close()  # o socket só fecha de fato quando o leitor também fecha
                 if not entregue:
                     self.sock.close()
-
-    def despachar(self, pedido, conexao):
-        """Chama o tratador do tipo; tipo sem tratador (uma resposta, p. ex.) recebe ERRO."""
-        tratador = self.tratadores.get(pedido.tipo)
-        if tratador is None:
-            return Mensagem(Mensagem.ERRO, value="%s não é um pedido" % pedido.tipo)
-        try:
-            return tratador(pedido, conexao)
-        except OSError:
-            raise  # rede: encerra esta conexão
-        except Exception as erro:  # defeito nosso: esta conexão não derruba o resto
-            self.avisar("Erro interno ao tratar %s: %r" % (pedido.tipo, erro))
-            return Mensagem(Mensagem.ERRO, value="erro interno do servidor")
 
     # ==================================================================================
     # 5c. PUT: o líder grava e replica; o seguidor encaminha ao líder
@@ -267,21 +290,22 @@ class Servidor:
     def gravar_e_replicar(self, key, value, id_put):
         """Sob a trava_put: o próximo timestamp, o disco, a tabela e a REPLICATION a cada canal.
 
-        Enviar sob a trava mantém a ordem total no fio sem filas. OSError só do disco, antes
-        de qualquer mudança.
+        Enviar sob a trava mantém a ordem total no fio sem filas. Um OSError só vem do disco:
+        o timestamp fica gasto (nunca é dado duas vezes) e nada mais muda.
         """
-        timestamp = self.contador + 1
+        self.contador += 1
+        timestamp = self.contador
         linha = Mensagem(Mensagem.REPLICATION, key=key, value=value,
                          timestamp=timestamp).para_linha()
         # O registro vem antes de tudo: o que a tabela ou um seguidor tem, o disco também tem.
         self.registrar(linha)
-        self.contador = timestamp
         with self.trava_tabela:
             self.tabela[key] = (value, timestamp)
         self.proprias.add(key)
         self.lembrar_id(id_put, key, value, timestamp)
-        # Depois da tabela: a compactação grava a tabela com esta escrita dentro.
-        self.compactar_se_cresceu()
+        if self.linhas_registro > 2 * len(self.tabela) + 1000:
+            # Depois da tabela: a compactação grava a tabela com esta escrita dentro.
+            self.compactar_ou_avisar()
         # [5c] Replica (key, value, timestamp) nos seguidores com a mensagem REPLICATION.
         self.enviar_replication(linha, timestamp)
         return timestamp
@@ -308,7 +332,9 @@ class Servidor:
         """Seguidor: passa o PUT ao líder com a origem do cliente e devolve a resposta dele.
 
         Sem prazo para a resposta: o líder responde assim que os seguidores confirmam (e
-        retira quem para de confirmar). Um líder que cai fecha a conexão e a espera acaba.
+        retira quem para de confirmar). Um líder que cai fecha a conexão e a espera acaba; um
+        líder pausado (ou uma rede cortada) prende esta thread até voltar, e o cliente, depois
+        do prazo dele, tenta outro servidor.
         """
         if pedido.origem is not None:
             # Já encaminhado por outro servidor: encaminhar de novo daria voltas sem fim.
@@ -320,62 +346,27 @@ class Servidor:
         self.escrever("Encaminhando PUT key:%s value:%s"
                       % (Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
         pedido.origem = conexao.cliente
-        enviado = False
+        foi_enviado = False
         try:
-            sock, arquivo = self.conexao_ao_lider(conexao)
+            sock, leitor = self.conexao_ao_lider(conexao)
             Servidor.com_prazo(sock, Servidor.PRAZO_LINHA, lambda: pedido.enviar(sock))
-            enviado = True
-            resposta = Mensagem.receber(arquivo, limite=Mensagem.LIMITE_RESPOSTA)
+            foi_enviado = True
+            resposta = Mensagem.receber(leitor, limite=Mensagem.LIMITE_RESPOSTA)
         except (OSError, ValueError):
             resposta = None
-        return resposta or self.lider_nao_respondeu(conexao, pedido, enviado)
+        return resposta or self.lider_nao_respondeu(conexao, pedido, foi_enviado)
 
     # ==================================================================================
     # 5d. REPLICATION: o seguidor aplica o que o líder manda
     # ==================================================================================
 
-    class CanalDoLider(threading.Thread):
-        """Seguidor: abre o canal de replicação com o líder (JOIN) e aplica cada REPLICATION
-        que chega por ele; se o canal cai, abre de novo."""
-
-        def __init__(self, servidor):
-            super().__init__(daemon=True, name="canal-do-lider")
-            self.servidor = servidor
-
-        def run(self):
-            servidor = self.servidor
-            recusa_dita = None
-            while not servidor.parar.is_set():
-                espera = Servidor.INTERVALO_REJOIN
-                try:
-                    # [5a] O seguidor entra no líder: JOIN com a tabela e o maior ts dele, e a
-                    # cópia da tabela do líder instalada e confirmada.
-                    sock, arquivo = servidor.entrar_no_lider()
-                    recusa_dita = None
-                    try:
-                        servidor.receber_replicacoes(sock, arquivo)
-                    finally:
-                        arquivo.close()
-                        sock.close()
-                except OSError:
-                    pass  # líder fora do ar ou caiu: tenta de novo
-                except ValueError as erro:
-                    # O líder recusou o JOIN ou falou fora do protocolo: diz uma vez só, e
-                    # tenta de novo com calma (cada JOIN leva a tabela inteira).
-                    espera = Servidor.ESPERA_APOS_RECUSA
-                    if str(erro) != recusa_dita:
-                        recusa_dita = str(erro)
-                        servidor.avisar("Canal com o líder %s recusado: %s"
-                                        % (servidor.endereco_lider, erro))
-                servidor.parar.wait(espera)
-
-    def receber_replicacoes(self, sock, arquivo):
+    def receber_replicacoes(self, sock, leitor):
         """Seguidor: aplica as REPLICATIONs do canal, em ordem, e confirma cada uma."""
         resto = bytearray()
         while True:
             # Tudo o que já chegou é aplicado em ordem e confirmado junto, num sendall só:
             # o líder manda várias REPLICATIONs de uma vez sob carga.
-            pedidos = Mensagem.receber_lote(arquivo, resto)
+            pedidos = Mensagem.receber_lote(leitor, resto)
             if pedidos is None:
                 return
             if self.atraso_replicacao > 0:
@@ -405,69 +396,44 @@ class Servidor:
                          pedido.timestamp))
         return Mensagem(Mensagem.REPLICATION_OK, key=pedido.key, timestamp=pedido.timestamp)
 
-    # ==================================================================================
-    # 5e. REPLICATION_OK: o líder responde PUT_OK quando todos confirmaram
-    # ==================================================================================
+    class CanalDoLider(threading.Thread):
+        """Seguidor: abre o canal de replicação com o líder (JOIN) e aplica cada REPLICATION
+        que chega por ele; se o canal cai, abre de novo."""
 
-    class CanalDoSeguidor(threading.Thread):
-        """Líder: lê, em ordem, os REPLICATION_OK de um seguidor conectado.
-
-        Só lê: quem escreve no socket (os PUTs e o JOIN, sob a trava_put) passa por
-        enviar_ao_seguidor. Lê por uma cópia do socket (dup) com prazo de uma FATIA: o recv
-        volta a cada fatia para conferir o prazo do seguidor (atrasado), sem mexer no prazo de
-        quem envia (zero ou positivo, as duas cópias ficam não bloqueantes no sistema).
-        """
-
-        def __init__(self, servidor, sock, origem, timestamp):
-            super().__init__(daemon=True, name="canal-do-seguidor-%s" % origem)
+        def __init__(self, servidor):
+            super().__init__(daemon=True, name="canal-do-lider")
             self.servidor = servidor
-            self.sock = sock
-            self.origem = origem
-            # O maior ts que o seguidor confirmou (a cópia da tabela conta), e os enviados sem
-            # confirmação, em ordem: (ts, instante do envio).
-            self.confirmado = timestamp
-            self.pendentes = collections.deque()
-            self.progresso = time.monotonic()  # a última confirmação lida
-            # Por que quem envia derrubou o canal (um envio preso que passou do prazo).
-            self.motivo = None
 
         def run(self):
             servidor = self.servidor
-            resto = bytearray()
-            motivo = None
-            leitor = None
-            try:
-                leitor = self.sock.dup()
-                leitor.settimeout(Servidor.FATIA)
-                while motivo is None:
+            recusa_dita = None
+            while not servidor.parar.is_set():
+                pausa = Servidor.INTERVALO_REJOIN
+                try:
+                    # [5a] O seguidor entra no líder: JOIN com a tabela e o maior ts dele, e a
+                    # cópia da tabela do líder instalada e confirmada.
+                    sock, leitor = servidor.entrar_no_lider()
+                    recusa_dita = None
                     try:
-                        dados = leitor.recv(64 * 1024)
-                    except socket.timeout:
-                        dados = None  # uma fatia sem nada: só confere o prazo
-                    if dados == b"":
-                        break  # o seguidor fechou o canal
-                    if dados:
-                        inicio = len(resto)
-                        resto += dados
-                        linhas = Mensagem.cortar_linhas(resto, inicio)
-                        if linhas:
-                            motivo = servidor.confirmar(self, linhas)
-                            self.progresso = time.monotonic()
-                        if len(resto) > Mensagem.LIMITE_RESPOSTA:
-                            # O REPLICATION_OK leva a key, que pode ter até 16 MiB.
-                            motivo = "linha longa demais no canal"
-                    motivo = motivo or servidor.atrasado(self)
-            except OSError:
-                pass  # o seguidor caiu
-            finally:
-                if leitor is not None:
-                    leitor.close()
-                motivo = motivo or self.motivo
-                if motivo is not None:
-                    servidor.avisar("Seguidor %s retirado: %s. Ele volta quando refizer o JOIN."
-                                    % (self.origem, motivo))
-                servidor.retirar(self)
-                servidor.detalhar("seguidor %s saiu do conjunto." % self.origem)
+                        servidor.receber_replicacoes(sock, leitor)
+                    finally:
+                        leitor.close()
+                        sock.close()
+                except OSError:
+                    pass  # líder fora do ar ou caiu: tenta de novo
+                except ValueError as erro:
+                    # O líder recusou o JOIN ou falou fora do protocolo: diz uma vez só, e
+                    # tenta de novo com calma (cada JOIN leva a tabela inteira).
+                    pausa = Servidor.ESPERA_APOS_RECUSA
+                    if str(erro) != recusa_dita:
+                        recusa_dita = str(erro)
+                        servidor.avisar("Canal com o líder %s recusado: %s"
+                                        % (servidor.endereco_lider, erro))
+                servidor.parar.wait(pausa)
+
+    # ==================================================================================
+    # 5e. REPLICATION_OK: o líder responde PUT_OK quando todos confirmaram
+    # ==================================================================================
 
     # [5e] Recebe REPLICATION_OK: confirma, em ordem, as REPLICATIONs mais antigas do canal.
     def confirmar(self, seguidor, linhas):
@@ -492,7 +458,8 @@ class Servidor:
     def esperar_confirmacoes(self, timestamp, origens):
         """Dorme, fora de todas as travas, até cada seguidor de origens (conectado no PUT, e
         ainda conectado) confirmar o timestamp. Sem prazo fixo: enquanto um seguidor confirma,
-        espera; o que para de confirmar sai no prazo de replicação, e a espera acaba."""
+        espera, mesmo devagar (cada confirmação renova o prazo); o que para de confirmar sai no
+        prazo de replicação, e a espera acaba."""
         pronto = threading.Event()  # aberto por liberar_confirmados
         with self.trava_confirmacoes:
             self.esperas.append((timestamp, origens, pronto))
@@ -502,12 +469,12 @@ class Servidor:
     def liberar_confirmados(self):
         """Sob a trava_confirmacoes: acorda cada PUT já confirmado por todos."""
         faltam = []
-        for espera in self.esperas:
-            timestamp, origens, pronto = espera
+        for pendente in self.esperas:
+            timestamp, origens, pronto = pendente
             if self.confirmado_por_todos(timestamp, origens):
                 pronto.set()
             else:
-                faltam.append(espera)
+                faltam.append(pendente)
         self.esperas = faltam
 
     def confirmado_por_todos(self, timestamp, origens):
@@ -519,6 +486,66 @@ class Servidor:
                 return False
         return True
 
+    class CanalDoSeguidor(threading.Thread):
+        """Líder: lê, em ordem, os REPLICATION_OK de um seguidor conectado.
+
+        Só lê: quem escreve no socket sob a trava_put (cada PUT, e no JOIN o que entrou depois da
+        cópia; a cópia mesma vai antes, sem trava) passa por enviar_ao_seguidor. Lê por uma cópia do socket (dup) com prazo de uma FATIA: o recv
+        volta a cada fatia para conferir o prazo do seguidor (atrasado), sem mexer no prazo de
+        quem envia (zero ou positivo, as duas cópias ficam não bloqueantes no sistema).
+        """
+
+        def __init__(self, servidor, sock, origem, timestamp):
+            super().__init__(daemon=True, name="canal-do-seguidor-%s" % origem)
+            self.servidor = servidor
+            self.sock = sock
+            self.origem = origem
+            # O maior ts que o seguidor confirmou (a cópia da tabela conta), e os enviados sem
+            # confirmação, em ordem: (ts, instante do envio).
+            self.confirmado = timestamp
+            self.pendentes = collections.deque()
+            self.progresso = time.monotonic()  # a última confirmação lida
+            # Por que quem envia derrubou o canal (um envio preso que passou do prazo).
+            self.motivo = None
+
+        def run(self):
+            servidor = self.servidor
+            resto = bytearray()
+            motivo = None
+            copia = None
+            try:
+                copia = self.sock.dup()
+                copia.settimeout(Servidor.FATIA)
+                while motivo is None:
+                    try:
+                        dados = copia.recv(64 * 1024)
+                    except socket.timeout:
+                        dados = None  # uma fatia sem nada: só confere o prazo
+                    if dados == b"":
+                        break  # o seguidor fechou o canal
+                    if dados:
+                        inicio = len(resto)
+                        resto += dados
+                        linhas = Mensagem.cortar_linhas(resto, inicio)
+                        if linhas:
+                            motivo = servidor.confirmar(self, linhas)
+                            self.progresso = time.monotonic()
+                        if len(resto) > Mensagem.LIMITE_RESPOSTA:
+                            # O REPLICATION_OK leva a key, que pode ter até 16 MiB.
+                            motivo = "linha longa demais no canal"
+                    motivo = motivo or servidor.atrasado(self)
+            except OSError:
+                pass  # o seguidor caiu
+            finally:
+                if copia is not None:
+                    copia.close()
+                motivo = motivo or self.motivo
+                if motivo is not None:
+                    servidor.avisar("Seguidor %s retirado: %s. Ele volta quando refizer o JOIN."
+                                    % (self.origem, motivo))
+                servidor.retirar(self)
+                servidor.detalhar("seguidor %s saiu do conjunto." % self.origem)
+
     # ==================================================================================
     # 5f. GET, em qualquer servidor
     # ==================================================================================
@@ -529,8 +556,8 @@ class Servidor:
         with self.trava_tabela:
             value, timestamp = self.tabela.get(pedido.key, (None, 0))
         # A regra da seção 5f, em todo servidor e em todo estado (seguidor sem líder, líder
-        # que acabou de subir): pode estar atrasado, mas nunca devolve algo mais velho que o
-        # que o cliente já viu.
+        # que acabou de subir): pode estar atrasado, mas nunca devolve um ts menor que o que o
+        # cliente mandou, o maior que ele já viu para a key.
         if timestamp >= pedido.timestamp:
             resposta = Mensagem(Mensagem.GET_OK, key=pedido.key, value=value, timestamp=timestamp)
             devolvido = Mensagem.mostrar(value)
@@ -558,38 +585,10 @@ class Servidor:
         """Uma linha de erro para a pessoa, em stderr (stdout só tem as linhas da seção 6)."""
         self.enfileirar(sys.stderr, linha)
 
-    def enfileirar(self, arquivo, linha):
-        self.console.fila.append((arquivo, linha))
+    def enfileirar(self, saida, linha):
+        self.console.fila.append((saida, linha))
         if not self.console.aviso.is_set():
             self.console.aviso.set()  # só acorda o Console se ele está esperando
-
-    class Console(threading.Thread):
-        """Escreve as linhas do console, em ordem e na hora: um console pausado (no Windows,
-        o modo de seleção do Prompt) atrasa só as próprias linhas, nunca o cluster."""
-
-        def __init__(self):
-            super().__init__(daemon=True, name="console")
-            # (arquivo, linha) em ordem; (None, None) encerra. Quem acrescenta abre o aviso
-            # (enfileirar), e esta thread escreve na hora tudo o que achar na fila.
-            self.fila = collections.deque()
-            self.aviso = threading.Event()
-
-        def run(self):
-            while True:
-                self.aviso.wait()
-                # Limpa antes de esvaziar: uma linha que chega depois abre o aviso de novo.
-                self.aviso.clear()
-                while self.fila:
-                    arquivo, linha = self.fila.popleft()
-                    if arquivo is None:
-                        return
-                    linhas = [linha]
-                    while self.fila and self.fila[0][0] is arquivo:
-                        linhas.append(self.fila.popleft()[1])
-                    try:
-                        print("\n".join(linhas), file=arquivo, flush=True)
-                    except (OSError, ValueError):
-                        pass  # console fechado: o servidor continua servindo
 
     def detalhar(self, linha):
         """Com --detalhes: a entrada e a saída de seguidores e as fusões, em stderr (para
@@ -606,6 +605,34 @@ class Servidor:
         if self.detalhes:
             self.avisar_uma_vez(assunto, "Detalhe: " + linha)
 
+    class Console(threading.Thread):
+        """Escreve as linhas do console, em ordem e na hora: um console pausado (no Windows,
+        o modo de seleção do Prompt) atrasa só as próprias linhas, nunca o cluster."""
+
+        def __init__(self):
+            super().__init__(daemon=True, name="console")
+            # (saída, linha) em ordem; (None, None) encerra. Quem acrescenta abre o aviso
+            # (enfileirar), e esta thread escreve na hora tudo o que achar na fila.
+            self.fila = collections.deque()
+            self.aviso = threading.Event()
+
+        def run(self):
+            while True:
+                self.aviso.wait()
+                # Limpa antes de esvaziar: uma linha que chega depois abre o aviso de novo.
+                self.aviso.clear()
+                while self.fila:
+                    saida, linha = self.fila.popleft()
+                    if saida is None:
+                        return
+                    linhas = [linha]
+                    while self.fila and self.fila[0][0] is saida:
+                        linhas.append(self.fila.popleft()[1])
+                    try:
+                        print("\n".join(linhas), file=saida, flush=True)
+                    except (OSError, ValueError):
+                        pass  # console fechado: o servidor continua servindo
+
     # ==================================================================================
     # Além do enunciado (2): como um seguidor entra no líder (JOIN)
     # ==================================================================================
@@ -615,9 +642,6 @@ class Servidor:
     # e a confirma com REPLICATION_OK; daí em diante o líder manda cada REPLICATION por essa
     # mesma conexão. O líder não precisa de lista de seguidores, a ordem de partida não
     # importa, e um seguidor que cai e volta recebe tudo de novo.
-
-    ESPERA_APOS_RECUSA = 5.0  # líder que recusou o JOIN: o seguidor tenta de novo com calma
-    INTERVALO_REJOIN = 0.5    # entre tentativas do seguidor de entrar no líder
 
     def entrar_no_lider(self):
         """Seguidor: conecta no líder, manda JOIN, instala a cópia e a confirma; devolve
@@ -634,14 +658,14 @@ class Servidor:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(self.prazo_replicacao)
-            arquivo = sock.makefile("rb")
+            leitor = sock.makefile("rb")
             self.pedir_join().enviar(sock)
             # Sem limite de linha: só o líder fala aqui, e a cópia passa de 16 MiB.
-            timestamp = self.instalar_snapshot(Mensagem.receber(arquivo, limite=None))
+            timestamp = self.instalar_snapshot(Mensagem.receber(leitor, limite=None))
             Mensagem(Mensagem.REPLICATION_OK, timestamp=timestamp).enviar(sock)
             # Daqui em diante o líder fala quando há PUT: espera sem prazo.
             sock.settimeout(None)
-            return sock, arquivo
+            return sock, leitor
         except Exception:
             sock.close()
             raise
@@ -678,7 +702,7 @@ class Servidor:
         (key -> (value, ts)). No outro sentido não há conversão: a tupla vira lista no JSON."""
         return {key: (value, ts) for key, (value, ts) in dados.items()}
 
-    def receber_seguidor(self, pedido, conexao, arquivo):
+    def receber_seguidor(self, pedido, conexao, leitor):
         """Líder: JOIN -> fusão -> JOIN_OK com a cópia -> REPLICATION_OK dele -> conectado.
 
         Devolve True se a conexão virou canal de replicação (a Conexao não a fecha). A cópia é
@@ -702,7 +726,7 @@ class Servidor:
         sock.settimeout(self.prazo_replicacao)
         Mensagem(Mensagem.JOIN_OK, dados=snapshot, timestamp=timestamp).enviar(sock)
         try:
-            confirmacao = Mensagem.receber(arquivo)
+            confirmacao = Mensagem.receber(leitor)
         except ValueError:
             confirmacao = None
         if confirmacao is None or confirmacao.tipo != Mensagem.REPLICATION_OK or \
@@ -721,7 +745,7 @@ class Servidor:
         return None
 
     def unir(self, origem, sock, tabela, timestamp):
-        """Sob a trava_put: manda como REPLICATION o que entrou depois da cópia e conecta o
+        """Pega a trava_put: manda como REPLICATION o que entrou depois da cópia e conecta o
         seguidor, no lugar do canal antigo do mesmo endereço, se havia."""
         with self.trava_put:
             if self.tabela is not tabela:
@@ -777,27 +801,23 @@ class Servidor:
     # que perdeu a vida inteira de um líder pode trazer de volta valores de antes dela (os
     # timestamps não dizem de qual líder vieram).
 
-    # Líder que acabou de subir: espera no máximo isto, sem nenhum JOIN chegando, antes do
-    # primeiro timestamp (um seguidor reconecta em até uns 2 s, também no Windows).
-    ESPERA_HISTORIA = 3.0
-    # Uma fusão não leva o contador do líder acima disto: sobra espaço nos 64 bits.
-    MAIOR_CONTADOR_JOIN = Mensagem.MAIOR_TIMESTAMP // 2
-    MAXIMO_IDS = 100000      # ids de PUT lembrados para reconhecer um PUT repetido
-
     def esperar_historia(self):
         """Líder que acabou de subir: nenhum timestamp antes de ouvir a história. Espera até
-        fundir o JOIN de um seguidor com dados, ou de dois sem nada (os três servidores do
-        enunciado: não há história), ou até ESPERA_HISTORIA sem nenhum JOIN chegando (ler_pedido
-        anota em chegando um JOIN que ainda está chegando); nunca mais que o prazo de
-        replicação. Os GETs nunca esperam."""
-        while not self.historia.is_set():
+        fundir o JOIN de um seguidor com dados, ou o de dois seguidores (os três servidores do
+        enunciado: sem dados em nenhum, não há história), ou até ESPERA_HISTORIA desde a
+        subida, se nenhum JOIN estiver chegando nessa hora (ler_pedido anota em chegando um
+        JOIN pela metade); nunca mais que o prazo de replicação. Os GETs nunca esperam."""
+        while not self.historia_ouvida.is_set():
             passou = time.monotonic() - self.subida
             if passou >= self.prazo_replicacao or \
                     (passou >= Servidor.ESPERA_HISTORIA and not self.chegando):
-                self.historia.set()
+                self.historia_ouvida.set()
+            elif passou < Servidor.ESPERA_HISTORIA:
+                self.historia_ouvida.wait(Servidor.ESPERA_HISTORIA - passou)
             else:
-                self.historia.wait(min(Servidor.FATIA,
-                                       max(Servidor.ESPERA_HISTORIA - passou, 0.01)))
+                # Um JOIN ainda chegando: a fusão dele abre historia_ouvida; se ele cair, a próxima
+                # volta vê chegando vazio.
+                self.historia_ouvida.wait(Servidor.FATIA)
 
     def fundir(self, pedido):
         """Sob a trava_put: junta à tabela o que o JOIN traz e manda o que mudou aos
@@ -839,10 +859,10 @@ class Servidor:
             # abaixo, sempre entra.
             return Mensagem(Mensagem.ERRO, value="contador do JOIN alto demais: o limite é %d"
                             % Servidor.MAIOR_CONTADOR_JOIN)
-        if not self.historia.is_set():
-            self.vazios.add(pedido.origem)
-            if trazido > 0 or len(self.vazios) >= 2:
-                self.historia.set()
+        if not self.historia_ouvida.is_set():
+            self.fundidos.add(pedido.origem)
+            if trazido > 0 or len(self.fundidos) >= 2:
+                self.historia_ouvida.set()
         if not mudancas and contador == self.contador:
             return None  # o caso comum: o seguidor só está atrasado
         # Um dicionário novo, não o mesmo alterado: unir compara a identidade para saber se a
@@ -857,7 +877,7 @@ class Servidor:
             for id_put, (ts, resumo) in list(self.ids.items()):
                 if ts in renumerados:
                     self.ids[id_put] = (renumerados[ts], resumo)
-        self.compactar()
+        self.compactar_ou_avisar()
         for ts, key, value in sorted((ts, key, value) for key, (value, ts) in mudancas.items()):
             self.enviar_replication(Mensagem(Mensagem.REPLICATION, key=key, value=value,
                                              timestamp=ts).para_linha(), ts)
@@ -887,13 +907,6 @@ class Servidor:
     # Além do enunciado (4): prazos, para um par que para não segurar ninguém
     # ==================================================================================
 
-    # Seguidor que não confirma uma REPLICATION neste prazo sai e os PUTs seguem; maior que
-    # ATRASO_MAXIMO, para o seguidor lento da demonstração nunca ser retirado.
-    # --prazo-replicacao o troca (os testes o encurtam; o padrão é este).
-    PRAZO_REPLICACAO = 40.0
-    PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
-    RESPOSTA_PEQUENA = 64 * 1024
-
     def conexao_ao_lider(self, conexao):
         """A conexão de encaminhamento desta Conexao; refeita se o líder a fechou."""
         if conexao.encaminhamento is not None:
@@ -909,13 +922,13 @@ class Servidor:
             conexao.encaminhamento = (sock, sock.makefile("rb"))
         return conexao.encaminhamento
 
-    def lider_nao_respondeu(self, conexao, pedido, enviado):
+    def lider_nao_respondeu(self, conexao, pedido, foi_enviado):
         """O ERRO de um PUT que o líder não respondeu; sem nova tentativa daqui: o cliente
         sabe se pode repetir (o id do PUT)."""
         if conexao.encaminhamento is not None:
             conexao.encaminhamento[0].close()
             conexao.encaminhamento = None
-        if enviado:
+        if foi_enviado:
             situacao = "não respondeu; o PUT pode ou não ter sido feito"
         else:
             situacao = "está fora do ar; o PUT não foi feito"
@@ -926,7 +939,8 @@ class Servidor:
     @staticmethod
     def com_prazo(sock, prazo, acao):
         """acao() com o socket no prazo dado, que depois volta ao de antes. Só para um socket
-        que nenhuma outra thread usa nesse meio tempo."""
+        em que nenhuma outra thread mexe no prazo nesse meio tempo (a cópia dup que o
+        CanalDoSeguidor lê tem o seu)."""
         antes = sock.gettimeout()
         sock.settimeout(prazo)
         try:
@@ -934,17 +948,17 @@ class Servidor:
         finally:
             sock.settimeout(antes)
 
-    def ler_pedido(self, conexao, arquivo):
+    def ler_pedido(self, conexao, leitor):
         """Lê o próximo pedido; espera sem prazo por um novo, com prazo pelo resto dele."""
         # peek bloqueia só enquanto a conexão está ociosa e não consome nada.
-        inicio = arquivo.peek(1)
+        inicio = leitor.peek(1)
         if inicio.startswith(Mensagem.INICIO_JOIN):
             self.chegando.add(conexao)  # um JOIN chegando segura o primeiro timestamp
         if not inicio or b"\n" in inicio:
             # A linha inteira já chegou (o caso comum): lê sem mexer no prazo.
-            return Mensagem.receber(arquivo, join=True)
+            return Mensagem.receber(leitor, join=True)
         return Servidor.com_prazo(conexao.sock, Servidor.PRAZO_LINHA,
-                                  lambda: Mensagem.receber(arquivo, join=True))
+                                  lambda: Mensagem.receber(leitor, join=True))
 
     @staticmethod
     def responder(sock, resposta):
@@ -964,12 +978,12 @@ class Servidor:
         envio. Só o resto de uma que não coube espera, com o prazo.
         """
         try:
-            enviado = sock.send(linha)
+            saiu = sock.send(linha)
         except BlockingIOError:
-            enviado = 0  # buffer cheio: o seguidor está lendo devagar
-        if enviado < len(linha):
+            saiu = 0  # buffer cheio: o seguidor está lendo devagar
+        if saiu < len(linha):
             Servidor.com_prazo(sock, self.prazo_replicacao,
-                               lambda: sock.sendall(memoryview(linha)[enviado:]))
+                               lambda: sock.sendall(memoryview(linha)[saiu:]))
 
     def atrasado(self, seguidor):
         """O motivo para retirar um seguidor que passou do prazo de replicação, ou None. O
@@ -977,8 +991,8 @@ class Servidor:
         confirma uma a uma segue conectado."""
         if not seguidor.pendentes:
             return None
-        timestamp, enviado = seguidor.pendentes[0]
-        if time.monotonic() - max(enviado, seguidor.progresso) <= self.prazo_replicacao:
+        timestamp, envio = seguidor.pendentes[0]
+        if time.monotonic() - max(envio, seguidor.progresso) <= self.prazo_replicacao:
             return None
         return "não confirmou a REPLICATION ts:%d em %g s" % (timestamp, self.prazo_replicacao)
 
@@ -1002,34 +1016,43 @@ class Servidor:
             pass
 
     # ==================================================================================
-    # Além do enunciado (5): registro em disco (--dados), para o líder sobreviver a tudo
+    # Além do enunciado (5): registro em disco (--dados), para os dados sobreviverem aos três
     # ==================================================================================
     # Na pasta: "registro" (cada PUT, uma linha REPLICATION, como no fio) e "snapshot" (a
     # tabela inteira como um JOIN_OK, refeita quando o registro cresce).
 
     def registrar(self, linha):
-        """Sob a trava_put: acrescenta a REPLICATION ao registro (--dados)."""
+        """Sob a trava_put: acrescenta a REPLICATION ao registro (--dados). O arquivo não tem
+        buffer: o write já está no sistema operacional (sobrevive a um kill -9). Se falhar,
+        tira a meia linha, para a próxima começar numa linha nova, e levanta o OSError."""
         if self.registro is None:
             return
-        self.registro.write(linha)
-        self.registro.flush()  # no SO: sobrevive a um kill -9 do processo
-        if self.fsync:
-            os.fsync(self.registro.fileno())  # no disco: sobrevive a uma queda de energia
+        inicio = self.registro.tell()
+        try:
+            if self.registro.write(linha) != len(linha):
+                raise OSError(errno.ENOSPC, "o disco não aceitou a linha inteira")
+            if self.fsync:
+                os.fsync(self.registro.fileno())  # no disco: sobrevive a uma queda de energia
+        except OSError:
+            try:
+                self.registro.truncate(inicio)
+            except OSError:
+                pass  # o aviso do PUT já diz que o disco falhou
+            raise
         self.linhas_registro += 1
 
-    def compactar_se_cresceu(self):
-        """Sob a trava_put, com a escrita já na tabela: um registro grande vira snapshot."""
-        if self.registro is not None and self.linhas_registro > 2 * len(self.tabela) + 1000:
-            try:
-                self.compactar()
-            except OSError as erro:
-                # A escrita já está no registro: nada se perde, ele só segue crescendo.
-                self.avisar_uma_vez("compactar", "Não foi possível compactar o registro em "
-                                    "disco: %s." % (erro.strerror or erro))
+    def compactar_ou_avisar(self):
+        """Sob a trava_put: compacta; se o disco falhar, avisa e segue (o que está na memória
+        e nos seguidores não muda; o registro só segue crescendo)."""
+        try:
+            self.compactar()
+        except OSError as erro:
+            self.avisar_uma_vez("compactar", "Não foi possível compactar o registro em "
+                                "disco: %s." % (erro.strerror or erro))
 
     def compactar(self):
-        """Sob a trava_put (ou na subida, antes das outras threads): grava o snapshot (JOIN_OK)
-        num arquivo novo e zera o registro."""
+        """Sob a trava_put (ou na subida, antes das threads de conexão): grava o snapshot
+        (JOIN_OK) num arquivo novo e zera o registro."""
         if self.pasta is None:
             return
         temporario = os.path.join(self.pasta, "snapshot.tmp")
@@ -1043,7 +1066,7 @@ class Servidor:
         # Com o snapshot novo no lugar, o registro velho só repetiria o que ele já tem.
         os.replace(temporario, os.path.join(self.pasta, "snapshot"))
         if self.registro is None:
-            self.registro = open(os.path.join(self.pasta, "registro"), "ab")
+            self.registro = open(os.path.join(self.pasta, "registro"), "ab", buffering=0)
         self.registro.truncate(0)
         self.linhas_registro = 0
 
@@ -1107,12 +1130,6 @@ class Servidor:
     # Além do enunciado (6): perguntas, linha de comando, endereços, início e fim
     # ==================================================================================
 
-    ATRASO_MAXIMO = 30.0     # maior --atraso-replicacao aceito
-    PRAZO_REPLICACAO_MAXIMO = 600.0
-    USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
-           " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]"
-           " [--prazo-replicacao SEGUNDOS] [--detalhes]")
-
     @staticmethod
     def perguntar(texto, padrao, converter=str):
         """Pergunta até vir uma resposta válida; Enter aceita o padrão."""
@@ -1132,7 +1149,7 @@ class Servidor:
             try:
                 return porta, Servidor.abrir_porta(ip, porta)
             except OSError as erro:
-                print("Não foi possível abrir %s:%d: %s." % (ip, porta, Servidor.motivo(erro)),
+                print("Não foi possível abrir %s:%d: %s." % (ip, porta, Servidor.frase_do_erro(erro)),
                       file=sys.stderr, flush=True)
                 if not Servidor.porta_em_uso(erro):
                     return None
@@ -1260,7 +1277,7 @@ class Servidor:
         return erro.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", None))
 
     @staticmethod
-    def motivo(erro):
+    def frase_do_erro(erro):
         """Frase curta para um erro ao abrir a porta."""
         if isinstance(erro, socket.gaierror):
             return "IP inválido"
@@ -1307,7 +1324,7 @@ class Servidor:
         except OSError as erro:
             servidor.fechar()
             print("Não foi possível abrir %s: %s."
-                  % (servidor.endereco, Servidor.motivo(erro)), file=sys.stderr, flush=True)
+                  % (servidor.endereco, Servidor.frase_do_erro(erro)), file=sys.stderr, flush=True)
             return 2
         if servidor.eh_lider and opcoes["atraso_replicacao"]:
             servidor.avisar("Aviso: --atraso-replicacao vale só para seguidores; ignorado.")

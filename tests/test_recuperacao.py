@@ -659,7 +659,7 @@ def lider_em_memoria(tmp_path=None):
     porta = porta_livre()
     servidor = Servidor("127.0.0.1", porta, "127.0.0.1", porta, prazo_replicacao=1.0,
                         dados=None if tmp_path is None else str(tmp_path / "dados"))
-    servidor.historia.set()   # já ouviu a história: o PUT não espera
+    servidor.historia_ouvida.set()   # já ouviu a história: o PUT não espera
     return servidor
 
 
@@ -711,13 +711,19 @@ def test_canal_cuja_thread_nao_comeca_nao_entra_no_conjunto(monkeypatch):
 class DiscoCheio:
     """Um registro em disco em que toda escrita falha (disco cheio)."""
 
+    def tell(self):
+        return 0
+
     def write(self, linha):
         raise OSError(28, "Não há espaço no dispositivo")
 
+    def truncate(self, tamanho):
+        pass
+
 
 def test_falha_no_disco_nao_deixa_meia_escrita(tmp_path):
-    """[5c] O registro em disco falha no meio de um PUT: ERRO para o cliente, e nada muda
-    (tabela, contador, as keys do líder); uma fusão depois disso funciona."""
+    """[5c] O registro em disco falha no meio de um PUT: ERRO para o cliente; o timestamp fica
+    gasto, e nada mais muda (tabela, as keys do líder); uma fusão depois disso funciona."""
     servidor = lider_em_memoria(tmp_path)
     servidor.recuperar_registro()
     conexao = type("Conexao", (), {"cliente": "127.0.0.1:1"})()
@@ -726,10 +732,66 @@ def test_falha_no_disco_nao_deixa_meia_escrita(tmp_path):
     registro, servidor.registro = servidor.registro, DiscoCheio()
     resposta = servidor.tratar_put(Mensagem(Mensagem.PUT, key="b", value="2"), conexao)
     assert resposta.tipo == Mensagem.ERRO and "disco" in resposta.value
-    assert (servidor.tabela, servidor.contador, servidor.proprias) == ({"a": ("1", 1)}, 1, {"a"})
+    assert (servidor.tabela, servidor.contador, servidor.proprias) == ({"a": ("1", 1)}, 2, {"a"})
     servidor.registro = registro
     with servidor.trava_put:
         assert servidor.fundir(Mensagem(Mensagem.JOIN, origem="127.0.0.1:2", timestamp=10)) \
             is None
     assert servidor.tabela == {"a": ("1", 11)} and servidor.contador == 11
     registro.close()
+
+
+def test_falha_no_fsync_nao_repete_timestamp_nem_perde_o_put_seguinte(tmp_path, monkeypatch):
+    """[5c] Com --dados --fsync, o fsync de um PUT falha depois de a linha ter sido escrita:
+    esse PUT recebe ERRO e o timestamp dele fica gasto. O PUT seguinte (PUT_OK) tem outro
+    timestamp e volta depois de um reinício, em vez de perder para a linha do que falhou."""
+    servidor = lider_em_memoria(tmp_path)
+    servidor.fsync = True
+    servidor.recuperar_registro()
+    conexao = type("Conexao", (), {"cliente": "127.0.0.1:1"})()
+    assert servidor.tratar_put(Mensagem(Mensagem.PUT, key="a", value="1"), conexao).timestamp == 1
+    fsync_de_verdade = os.fsync
+    falhas = [OSError(5, "Erro de entrada/saída")]
+
+    def fsync(descritor):
+        if falhas:
+            raise falhas.pop()
+        fsync_de_verdade(descritor)
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert servidor.tratar_put(Mensagem(Mensagem.PUT, key="k", value="falhou"),
+                               conexao).tipo == Mensagem.ERRO
+    resposta = servidor.tratar_put(Mensagem(Mensagem.PUT, key="k", value="confirmado"), conexao)
+    assert (resposta.tipo, resposta.timestamp) == (Mensagem.PUT_OK, 3)
+    servidor.registro.close()
+    depois = lider_em_memoria(tmp_path)
+    depois.recuperar_registro()
+    assert depois.tabela["k"] == ("confirmado", 3) and depois.contador == 3
+    depois.registro.close()
+
+
+def test_fusao_com_o_disco_falhando_ainda_manda_o_que_mudou_aos_seguidores(tmp_path,
+                                                                           monkeypatch):
+    """[5d] Com --dados, o snapshot de uma fusão não pode ser gravado (disco cheio): a fusão
+    segue (aviso em stderr) e o seguidor conectado recebe a key nova como REPLICATION."""
+    servidor = lider_em_memoria(tmp_path)
+    servidor.recuperar_registro()
+    nosso, seguidor = socket.socketpair()
+    canal = Servidor.CanalDoSeguidor(servidor, nosso, "127.0.0.1:1", 0)
+    servidor.seguidores[canal.origem] = canal
+
+    def disco_cheio(self):
+        raise OSError(28, "Não há espaço no dispositivo")
+    monkeypatch.setattr(Servidor, "compactar", disco_cheio)
+    try:
+        with servidor.trava_put:
+            assert servidor.fundir(Mensagem(Mensagem.JOIN, origem="127.0.0.1:2", timestamp=5,
+                                            dados={"nova": ["x", 5]})) is None
+        seguidor.settimeout(PRAZO)
+        recebido = Mensagem.de_linha(seguidor.makefile("rb").readline())
+        assert (recebido.tipo, recebido.key, recebido.timestamp) == (Mensagem.REPLICATION,
+                                                                     "nova", 5)
+        assert servidor.tabela["nova"] == ("x", 5) and servidor.contador == 5
+    finally:
+        nosso.close()
+        seguidor.close()
+        servidor.registro.close()
