@@ -47,9 +47,22 @@ class Mensagem:
     # chamada). ensure_ascii=False: acentos viajam como UTF-8; o JSON escapa \n dentro das
     # strings, então cada mensagem ocupa uma linha só.
     CODIFICADOR = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-    # Uma linha maior que isto é recusada: protege a memória do servidor. Fica aqui porque é
-    # o padrão de receber(); os outros limites estão na parte "além do enunciado".
+    # Limites (além do enunciado). Uma linha maior que isto é recusada: protege a memória do
+    # servidor.
     LIMITE_LINHA = 16 * 1024 * 1024
+    # A resposta a um pedido legal leva o mesmo value mais tipo e timestamp (dezenas de bytes),
+    # e o PUT encaminhado leva a origem: quem lê aceita esta folga, e o que passa do limite
+    # por causa dela é conferido em _conferir_tamanho().
+    FOLGA = 1024
+    LIMITE_RESPOSTA = LIMITE_LINHA + FOLGA
+    # O JOIN leva a tabela inteira do seguidor, que pode passar de 16 MiB: é com ela que um
+    # líder reiniciado recupera o que perdeu. Tem um limite próprio, bem maior. Reconhecido
+    # pelo começo da linha, como a própria Mensagem o escreve.
+    LIMITE_JOIN = 256 * 1024 * 1024
+    INICIO_JOIN = b'{"tipo":"JOIN",'
+    # Timestamps cabem em 64 bits, como o zxid do ZooKeeper; acima disso é entrada inválida.
+    MAIOR_TIMESTAMP = 2 ** 63 - 1
+    MAIOR_ID = 64
 
     __slots__ = ("tipo", "key", "value", "timestamp", "origem", "dados", "id")
 
@@ -142,17 +155,6 @@ class Mensagem:
 
     # ---- Além do enunciado: limites de tamanho (16 MiB por pedido, 256 MiB por JOIN) ----
 
-    # A resposta a um pedido legal leva o mesmo value mais tipo e timestamp (dezenas de bytes),
-    # e o PUT encaminhado leva a origem: quem lê aceita esta folga, e o que passa do limite
-    # por causa dela é conferido em _conferir_tamanho().
-    FOLGA = 1024
-    LIMITE_RESPOSTA = LIMITE_LINHA + FOLGA
-    # O JOIN leva a tabela inteira do seguidor, que pode passar de 16 MiB: é com ela que um
-    # líder reiniciado recupera o que perdeu. Tem um limite próprio, bem maior. Reconhecido
-    # pelo começo da linha, como a própria Mensagem o escreve.
-    LIMITE_JOIN = 256 * 1024 * 1024
-    INICIO_JOIN = b'{"tipo":"JOIN",'
-
     @classmethod
     def _linha_longa(cls, arquivo, linha, limite, join):
         """Para receber(): a linha passou do limite sem terminar. Um JOIN (com join=True) é
@@ -194,10 +196,6 @@ class Mensagem:
         return "%d MiB" % (limite // (1024 * 1024))
 
     # ---- Além do enunciado: validação de cada campo (o servidor responde ERRO e segue) ----
-
-    # Timestamps cabem em 64 bits, como o zxid do ZooKeeper; acima disso é entrada inválida.
-    MAIOR_TIMESTAMP = 2 ** 63 - 1
-    MAIOR_ID = 64
 
     @staticmethod
     def _inteiro(digitos):

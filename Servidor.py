@@ -73,13 +73,15 @@ class Servidor:
     INTERVALO_REJOIN = 0.5   # entre tentativas do seguidor de entrar no líder
     ESPERA_APOS_RECUSA = 5.0  # líder que recusou o JOIN: o seguidor tenta de novo com calma
     # Líder que acabou de subir: espera no máximo isto antes do primeiro timestamp, se nenhum
-    # JOIN estiver chegando (um seguidor vivo reconecta em menos de 1 s, também no Windows,
-    # que repete sozinho uma conexão recusada a cada 0,5 a 1 s).
+    # JOIN estiver chegando. Um seguidor vivo tenta a cada INTERVALO_REJOIN; no Windows o
+    # próprio sistema repete uma conexão recusada por uns 2 s, e a repetição que vem depois de
+    # a porta abrir já entra: uns 1 a 2 s no pior caso.
     ESPERA_HISTORIA = 3.0
     # Uma fusão não leva o contador do líder acima disto: sobra espaço nos 64 bits.
     MAIOR_CONTADOR_JOIN = Mensagem.MAIOR_TIMESTAMP // 2
     MAXIMO_IDS = 100000      # ids de PUT lembrados para reconhecer um PUT repetido
     PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
+    INTERVALO_CONSOLE = 0.004  # com linhas chegando, o Console as escreve a cada 4 ms
     RESPOSTA_PEQUENA = 64 * 1024  # uma resposta até este tamanho cabe no buffer do sistema
     USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
            " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]"
@@ -587,8 +589,8 @@ class Servidor:
 
     def enfileirar(self, saida, linha):
         self.console.fila.append((saida, linha))
-        if not self.console.aviso.is_set():
-            self.console.aviso.set()  # só acorda o Console se ele está esperando
+        if self.console.parada:
+            self.console.aviso.set()  # só acorda o Console se ele está dormindo
 
     def detalhar(self, linha):
         """Com --detalhes: a entrada e a saída de seguidores e as fusões, em stderr (para
@@ -611,16 +613,25 @@ class Servidor:
 
         def __init__(self):
             super().__init__(daemon=True, name="console")
-            # (saída, linha) em ordem; (None, None) encerra. Quem acrescenta abre o aviso
-            # (enfileirar), e esta thread escreve na hora tudo o que achar na fila.
+            # (saída, linha) em ordem; (None, None) encerra.
             self.fila = collections.deque()
+            # Com a fila vazia, esta thread dorme no aviso (parada), e quem enfileira a acorda:
+            # a primeira linha sai na hora, e um servidor parado não gasta CPU. Com linhas
+            # chegando, ela volta à fila a cada INTERVALO_CONSOLE sem que ninguém a acorde: um
+            # aviso por linha custaria uma troca de thread em cada pedido.
             self.aviso = threading.Event()
+            self.parada = False
 
         def run(self):
             while True:
-                self.aviso.wait()
-                # Limpa antes de esvaziar: uma linha que chega depois abre o aviso de novo.
-                self.aviso.clear()
+                if not self.fila:
+                    # A ordem importa: quem enfileira depois de ver parada abre o aviso, e
+                    # quem enfileirou antes já está na fila conferida aqui.
+                    self.parada = True
+                    self.aviso.clear()
+                    if not self.fila:
+                        self.aviso.wait()
+                    self.parada = False
                 while self.fila:
                     saida, linha = self.fila.popleft()
                     if saida is None:
@@ -632,6 +643,7 @@ class Servidor:
                         print("\n".join(linhas), file=saida, flush=True)
                     except (OSError, ValueError):
                         pass  # console fechado: o servidor continua servindo
+                time.sleep(Servidor.INTERVALO_CONSOLE)
 
     # ==================================================================================
     # Além do enunciado (2): como um seguidor entra no líder (JOIN)
