@@ -608,8 +608,9 @@ class Servidor:
             self.avisar_uma_vez(assunto, "Detalhe: " + linha)
 
     class Console(threading.Thread):
-        """Escreve as linhas do console, em ordem e na hora: um console pausado (no Windows,
-        o modo de seleção do Prompt) atrasa só as próprias linhas, nunca o cluster."""
+        """Escreve as linhas do console, em ordem, poucos milissegundos depois do evento: um
+        console pausado (no Windows, o modo de seleção do Prompt) atrasa só as próprias linhas,
+        nunca o cluster."""
 
         def __init__(self):
             super().__init__(daemon=True, name="console")
