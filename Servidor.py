@@ -301,8 +301,11 @@ class Servidor:
                          timestamp=timestamp).para_linha()
         # O registro vem antes de tudo: o que a tabela ou um seguidor tem, o disco também tem.
         self.registrar(linha)
+        # [5c] Insere (value, timestamp) na tabela de hash local; se a key já existe, troca o
+        # value e o timestamp (enunciado, seção 5c, item 1).
         with self.trava_tabela:
             self.tabela[key] = (value, timestamp)
+
         self.proprias.add(key)
         self.lembrar_id(id_put, key, value, timestamp)
         if self.linhas_registro > 2 * len(self.tabela) + 1000:
