@@ -2,7 +2,6 @@
 
 import os
 import random
-import select
 import socket
 import sys
 import time
@@ -236,7 +235,7 @@ class Cliente:
         existente = self.conexoes.get(servidor)
         if existente is not None:
             # Legível antes de pedir algo = o servidor fechou (ou reiniciou): reabre.
-            if not select.select([existente[0]], [], [], 0)[0]:
+            if not Mensagem.pronta(existente[0], 0):
                 return existente
             self.descartar(servidor)
         sock = socket.create_connection(servidor, Cliente.PRAZO_CONEXAO)
@@ -248,14 +247,13 @@ class Cliente:
         return self.conexoes[servidor]
 
     # [sem-threads] O cliente não cria threads: um pedido por vez, e a espera em fatias
-    # curtas de select() deixa Ctrl+C funcionar no Windows.
+    # curtas deixa Ctrl+C funcionar no Windows.
     def esperar_resposta(self, sock, limite):
         """Espera o começo da resposta em fatias curtas (a thread principal segue ouvindo
         Ctrl+C); socket.timeout passado o limite (um instante de time.monotonic())."""
-        fatia = min(Cliente.FATIA_ESPERA, max(0.0, limite - time.monotonic()))
-        while not select.select([sock], [], [], fatia)[0]:
-            fatia = min(Cliente.FATIA_ESPERA, limite - time.monotonic())
-            if fatia <= 0:
+        while not Mensagem.pronta(sock, min(Cliente.FATIA_ESPERA,
+                                            max(0.0, limite - time.monotonic()))):
+            if time.monotonic() >= limite:
                 raise socket.timeout("o servidor não respondeu a tempo")
 
     def descartar(self, servidor):
@@ -285,8 +283,11 @@ class Cliente:
         while True:
             ip = input("IP do servidor %d [%s]: " % (numero, Cliente.IP_PADRAO)).strip()
             ip = ip or Cliente.IP_PADRAO
-            if Mensagem.enderecos_de(ip):
+            try:
+                socket.getaddrinfo(ip, None)   # um IP ou nome que resolve
                 return ip
+            except (OSError, UnicodeError):
+                pass
             Cliente.avisar("IP inválido: %s não é um endereço conhecido." % ip)
 
     @staticmethod

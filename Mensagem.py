@@ -1,5 +1,6 @@
 """Mensagem: a única coisa que trafega na rede, como uma linha JSON (enunciado, seção 8)."""
 
+import ipaddress
 import json
 import socket
 
@@ -121,10 +122,10 @@ class Mensagem:
         for campo in cls.CAMPOS[tipo]:
             if campo not in objeto:
                 raise ValueError("falta o campo %s em %s" % (campo, tipo))
-            setattr(mensagem, campo, cls._validar(campo, objeto[campo]))
+            setattr(mensagem, campo, cls._validar(campo, objeto[campo], tipo))
         for campo in cls.OPCIONAIS.get(tipo, ()):
             if objeto.get(campo) is not None:
-                setattr(mensagem, campo, cls._validar(campo, objeto[campo]))
+                setattr(mensagem, campo, cls._validar(campo, objeto[campo], tipo))
         return mensagem
 
     # ---- enquadramento: uma mensagem por linha, enviada e recebida pela própria Mensagem ----
@@ -224,7 +225,7 @@ class Mensagem:
         return valor
 
     @classmethod
-    def _validar(cls, campo, valor):
+    def _validar(cls, campo, valor, tipo=None):
         if campo == "key":
             if cls._texto(campo, valor) == "":
                 raise ValueError("a key não pode ser vazia")
@@ -234,7 +235,7 @@ class Mensagem:
         if campo == "timestamp":
             return cls._timestamp(valor)
         if campo == "origem":
-            return cls._origem(valor)
+            return cls._origem(valor, tipo)
         if campo == "id":
             if not 0 < len(cls._texto(campo, valor)) <= cls.MAIOR_ID:
                 raise ValueError("id deve ter de 1 a %d caracteres" % cls.MAIOR_ID)
@@ -250,11 +251,25 @@ class Mensagem:
         return valor
 
     @classmethod
-    def _origem(cls, valor):
+    def _origem(cls, valor, tipo):
+        """"ip:porta": num PUT encaminhado, o endereço que o seguidor viu no socket do
+        cliente; num JOIN, o do seguidor, que pode ter um nome de máquina no lugar do IP.
+        Nada mais: a origem aparece no console, e texto livre forjaria uma linha."""
         ip, _, porta = cls._texto("origem", valor).rpartition(":")
-        if not ip or not cls.porta_valida(porta):
+        nome = ip.replace("-", "").replace(".", "")
+        if not cls.porta_valida(porta) or not (cls._eh_ip(ip) or (
+                tipo == cls.JOIN and nome.isascii() and nome.isalnum())):
             raise ValueError("origem deve ser \"ip:porta\", veio %s" % cls._curto(valor))
         return valor
+
+    @staticmethod
+    def _eh_ip(texto):
+        ip, _, zona = texto.partition("%")   # fe80::1%eth0: um IPv6 local traz a interface
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return zona == "" or (zona.isascii() and zona.isalnum())
 
     @classmethod
     def _dados(cls, valor):
@@ -298,7 +313,11 @@ class Mensagem:
         del resto[:fim + 1]
         return linhas
 
-    # ---- Além do enunciado: console (escape de controles) e IP e porta digitados ----
+    # ---- Além do enunciado: o que vem de fora, mostrado e conferido; a espera da resposta ----
+    # Ficam na Mensagem porque tratam de campos que viajam nela: mostrar escapa o texto de um
+    # campo (key, value, origem, o value de um ERRO) para o console; porta_valida confere a
+    # porta da origem (o menu do Cliente e as perguntas do Servidor a reusam para a porta
+    # digitada); pronta espera a próxima mensagem de uma conexão, como receber.
 
     # Caracteres que quebrariam ou falsificariam uma linha de console: os de controle (C0, DEL,
     # C1, menos o tab, que não quebra a linha) e os separadores de linha e parágrafo do Unicode.
@@ -307,8 +326,8 @@ class Mensagem:
 
     @staticmethod
     def mostrar(valor):
-        """O texto de uma key ou value numa linha de console: NULL para nulo, e quebras de
-        linha e outros caracteres de controle escapados (um evento é uma linha; o tab fica)."""
+        """O texto de um campo numa linha de console: NULL para nulo, e quebras de linha e
+        outros caracteres de controle escapados (um evento é uma linha; o tab fica)."""
         if valor is None:
             return "NULL"
         if valor.isprintable():
@@ -321,13 +340,21 @@ class Mensagem:
         return texto.isascii() and texto.isdigit() and len(texto) <= 5 and 1 <= int(texto) <= 65535
 
     @staticmethod
-    def enderecos_de(ip):
-        """Os endereços a que um IP ou nome resolve (localhost: 127.0.0.1 e ::1, em qualquer
-        ordem); vazio se não resolve. Servidor e Cliente conferem o IP digitado com ele."""
+    def pronta(sock, prazo):
+        """Espera até prazo segundos (0: só olha) a próxima mensagem no socket: True se chegou
+        algo, o fim da conexão ou um erro (a leitura seguinte o diz). Sem select(), que não vê
+        descritores acima de 1023; o prazo do socket volta ao de antes."""
+        antes = sock.gettimeout()
+        sock.settimeout(prazo)
         try:
-            return {info[4][0] for info in socket.getaddrinfo(ip, None, 0, socket.SOCK_STREAM)}
-        except (OSError, UnicodeError):
-            return set()
+            sock.recv(1, socket.MSG_PEEK)
+            return True
+        except (BlockingIOError, socket.timeout):
+            return False
+        except OSError:
+            return True
+        finally:
+            sock.settimeout(antes)
 
 
 # O decodificador de de_linha(), um para todas as mensagens (json.loads com opções monta um a

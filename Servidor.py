@@ -3,7 +3,6 @@
 import collections
 import errno
 import os
-import select
 import socket
 import sys
 import threading
@@ -18,7 +17,7 @@ class Servidor:
     Onde está cada item do enunciado, na ordem da seção 5. Depois vêm as partes "Além do
     enunciado": o que o trabalho não pede (quedas, prazos, recuperação, disco, linha de
     comando). O caminho de 5a-5f as chama por nomes que dizem o que fazem (entrar_no_lider,
-    enviar_ao_seguidor, retirar...); numa primeira leitura basta o nome e a docstring.
+    enviar_aos_seguidores, retirar...); numa primeira leitura basta o nome e a docstring.
       5a  inicialização: perguntar_tudo; abrir (no seguidor, CanalDoLider entra no líder)
       5b  uma thread por conexão: servir, Conexao
       5c  PUT: tratar_put e gravar_e_replicar (líder), encaminhar_put (seguidor)
@@ -62,8 +61,20 @@ class Servidor:
     PORTA_PADRAO = 10097
     # Prazos, cada um com o seu nome (além do enunciado, que supõe que ninguém trava):
     FATIA = 0.5              # esperas em fatias: no Windows um accept() bloqueado ignora Ctrl+C
-    PRAZO_CONEXAO = 3.0      # para conectar ao líder
+    PRAZO_CONEXAO = 3.0      # para conectar ao líder e encaminhar um PUT
+    # Para o canal de replicação: com o líder fora, o seguidor tenta de novo a cada
+    # PRAZO_CONEXAO_CANAL + INTERVALO_REJOIN, e uma tentativa entra logo que ele volta.
+    PRAZO_CONEXAO_CANAL = 1.0
     PRAZO_LINHA = 10.0       # para terminar uma linha já começada, ou enviar uma resposta grande
+    FATIA_ENVIO = 0.05       # o resto de uma REPLICATION grande vai aos seguidores nestas fatias
+    # Keepalive do TCP (ocioso, intervalo, sondas, em s): o outro lado de uma conexão cuja
+    # máquina sumiu (sem FIN nem RST) é dado como morto em PRAZO_VIVO s, sem pedido nenhum.
+    KEEPALIVE = (("TCP_KEEPIDLE", 1), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 3))
+    PRAZO_VIVO = 4.0
+    FILA_DE_CONEXOES = 4096  # conexões esperando o accept (o sistema pode limitar a menos)
+    # Erros de uma falta deste processo (descritores, memória, portas), não do outro lado.
+    FALTAS_LOCAIS = {getattr(errno, nome) for nome in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM",
+                     "EADDRNOTAVAIL", "WSAEMFILE", "WSAENOBUFS") if hasattr(errno, nome)}
     # Seguidor que não confirma uma REPLICATION neste prazo sai e os PUTs seguem; maior que
     # ATRASO_MAXIMO, para o seguidor lento da demonstração nunca ser retirado.
     # --prazo-replicacao o troca (os testes o encurtam; o padrão é este).
@@ -83,6 +94,8 @@ class Servidor:
     PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
     INTERVALO_CONSOLE = 0.004  # com linhas chegando, o Console as escreve a cada 4 ms
     RESPOSTA_PEQUENA = 64 * 1024  # uma resposta até este tamanho cabe no buffer do sistema
+    NO_LIMITE = ("No limite de %s deste processo: conexões novas são fechadas até algumas "
+                 "terminarem.")
     USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
            " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]"
            " [--prazo-replicacao SEGUNDOS] [--detalhes]")
@@ -127,6 +140,7 @@ class Servidor:
         self.fsync = fsync
         self.registro = None
         self.linhas_registro = 0
+        self.tamanho_bom = None  # o tamanho a que o registro volta, se a volta de antes falhou
         # Tabela de despacho: tipo -> tratador; um tipo fora dela recebe ERRO (despachar). O
         # JOIN não está aqui: ele faz da conexão um canal de replicação (Conexao.run).
         self.tratadores = {
@@ -174,26 +188,22 @@ class Servidor:
     # [5b] Atende conexões simultâneas: uma thread (Conexao) por conexão aceita.
     def servir(self):
         """Laço de accept até parar; o prazo curto deixa Ctrl+C funcionar no Windows."""
+        reserva = Servidor.reservar()
         while not self.parar.is_set():
             try:
                 sock, endereco = self.ouvinte.accept()
             except socket.timeout:
                 continue
-            except OSError:
-                # Falta de descritores (EMFILE) e afins: espera um pouco e segue aceitando.
-                self.parar.wait(0.1)
+            except OSError as erro:
+                reserva = self.recusar_no_limite(erro, reserva)
                 continue
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.settimeout(None)
-            except OSError:
-                sock.close()  # o cliente desistiu entre o connect e o accept
-                continue
+            self.avisados.discard("limite")  # o próximo limite é dito de novo
             try:
                 # [threads] Cada conexão ganha a sua thread.
                 Servidor.Conexao(self, sock, endereco).start()
             except RuntimeError:
                 sock.close()  # sem memória para outra thread: recusa esta conexão
+                self.avisar_uma_vez("limite", Servidor.NO_LIMITE % "threads")
 
     def despachar(self, pedido, conexao):
         """Chama o tratador do tipo; tipo sem tratador (uma resposta, p. ex.) recebe ERRO."""
@@ -225,9 +235,11 @@ class Servidor:
 
         def run(self):
             servidor = self.servidor
-            leitor = self.sock.makefile("rb", buffering=64 * 1024)
+            leitor = None
             entregue = False
             try:
+                Servidor.preparar(self.sock)
+                leitor = self.sock.makefile("rb", buffering=64 * 1024)
                 while True:
                     servidor.chegando.discard(self)
                     try:
@@ -254,8 +266,9 @@ class Servidor:
             finally:
                 servidor.chegando.discard(self)
                 if self.encaminhamento is not None:
-                    self.encaminhamento[0].close()
-                leitor.close()  # o socket só fecha de fato quando o leitor também fecha
+                    Servidor.fechar_conexao(self.encaminhamento)
+                if leitor is not None:
+                    leitor.close()  # o socket só fecha de fato quando o leitor também fecha
                 if not entregue:
                     self.sock.close()
 
@@ -266,7 +279,7 @@ class Servidor:
     # [5c] Recebe PUT no líder: grava com o próximo timestamp, replica, e responde.
     def tratar_put(self, pedido, conexao):
         """PUT no líder: timestamp global, grava, replica e só então responde PUT_OK."""
-        cliente = pedido.origem or conexao.cliente
+        cliente = Mensagem.mostrar(pedido.origem or conexao.cliente)
         self.escrever("Cliente %s PUT key:%s value:%s"
                       % (cliente, Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
         self.esperar_historia()  # além do enunciado: um líder que acabou de subir
@@ -316,30 +329,22 @@ class Servidor:
         return timestamp
 
     def enviar_replication(self, linha, timestamp):
-        """Sob a trava_put: a REPLICATION pelo canal de cada seguidor; um canal que falha é
-        derrubado (a thread dele o retira)."""
+        """Sob a trava_put: a REPLICATION pelo canal de cada seguidor (enviar_aos_seguidores)."""
+        agora = time.monotonic()
         for seguidor in self.seguidores.values():
-            # Anota antes de enviar (a confirmação pode chegar antes do envio voltar), com a
-            # hora deste seguidor: o envio ao anterior pode ter esperado.
-            seguidor.pendentes.append((timestamp, time.monotonic()))
-            try:
-                self.enviar_ao_seguidor(seguidor.sock, linha)
-            except socket.timeout:
-                # Um seguidor que não lê (pausado, ou falso) não segura os PUTs: sai com aviso.
-                seguidor.motivo = ("não leu a REPLICATION ts:%d em %g s"
-                                   % (timestamp, self.prazo_replicacao))
-                Servidor.derrubar(seguidor.sock)
-            except OSError:
-                Servidor.derrubar(seguidor.sock)  # caiu: a thread dele o retira
+            # Anota antes de enviar: a confirmação pode chegar antes de o envio voltar.
+            seguidor.pendentes.append((timestamp, agora))
+        self.enviar_aos_seguidores([(seguidor, linha) for seguidor in self.seguidores.values()])
 
     # [5c] Recebe PUT num seguidor: encaminha ao líder e devolve a resposta dele ao cliente.
     def encaminhar_put(self, pedido, conexao):
         """Seguidor: passa o PUT ao líder com a origem do cliente e devolve a resposta dele.
 
-        Sem prazo para a resposta: o líder responde assim que os seguidores confirmam (e
-        retira quem para de confirmar). Um líder que cai fecha a conexão e a espera acaba; um
-        líder pausado (ou uma rede cortada) prende esta thread até voltar, e o cliente, depois
-        do prazo dele, tenta outro servidor.
+        Pela conexão desta Conexao ao líder (pegar_encaminhamento). Sem prazo para a resposta:
+        o líder responde assim que os seguidores confirmam (e retira quem para de confirmar);
+        um líder que cai fecha a conexão, e um cuja máquina sumiu é achado pelo keepalive. Um
+        líder pausado prende esta thread até voltar, e o cliente, depois do prazo dele, tenta
+        outro servidor.
         """
         if pedido.origem is not None:
             # Já encaminhado por outro servidor: encaminhar de novo daria voltas sem fim.
@@ -351,15 +356,22 @@ class Servidor:
         self.escrever("Encaminhando PUT key:%s value:%s"
                       % (Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
         pedido.origem = conexao.cliente
-        foi_enviado = False
+        sock, leitor = self.pegar_encaminhamento(conexao)
+        enviado = False
         try:
-            sock, leitor = self.conexao_ao_lider(conexao)
-            Servidor.com_prazo(sock, Servidor.PRAZO_LINHA, lambda: pedido.enviar(sock))
-            foi_enviado = True
-            resposta = Mensagem.receber(leitor, limite=Mensagem.LIMITE_RESPOSTA)
+            if sock is not None:
+                Servidor.com_prazo(sock, Servidor.PRAZO_LINHA, lambda: pedido.enviar(sock))
+                enviado = True
+                resposta = Mensagem.receber(leitor, limite=Mensagem.LIMITE_RESPOSTA)
+                if resposta is not None:
+                    return resposta
         except (OSError, ValueError):
-            resposta = None
-        return resposta or self.lider_nao_respondeu(conexao, pedido, foi_enviado)
+            pass
+        if conexao.encaminhamento is not None:
+            Servidor.fechar_conexao(conexao.encaminhamento)
+            conexao.encaminhamento = None
+        return self.lider_nao_respondeu(pedido, "não respondeu; o PUT pode ou não ter sido feito"
+                                        if enviado else "está fora do ar; o PUT não foi feito")
 
     # ==================================================================================
     # 5d. REPLICATION: o seguidor aplica o que o líder manda
@@ -411,13 +423,19 @@ class Servidor:
 
         def run(self):
             servidor = self.servidor
-            recusa_dita = None
+            recusa_dita = join = tabela = None
             while not servidor.parar.is_set():
                 pausa = Servidor.INTERVALO_REJOIN
                 try:
+                    if servidor.tabela is not tabela:
+                        # Sem canal a tabela não muda (só a cópia do líder a troca): o JOIN é
+                        # montado uma vez por canal perdido, antes de conectar, e sai inteiro
+                        # logo depois do connect, por maior que seja.
+                        tabela = servidor.tabela
+                        join = servidor.pedir_join().para_linha()
                     # [5a] O seguidor entra no líder: JOIN com a tabela e o maior ts dele, e a
                     # cópia da tabela do líder instalada e confirmada.
-                    sock, leitor = servidor.entrar_no_lider()
+                    sock, leitor = servidor.entrar_no_lider(join)
                     recusa_dita = None
                     try:
                         servidor.receber_replicacoes(sock, leitor)
@@ -433,7 +451,7 @@ class Servidor:
                     if str(erro) != recusa_dita:
                         recusa_dita = str(erro)
                         servidor.avisar("Canal com o líder %s recusado: %s"
-                                        % (servidor.endereco_lider, erro))
+                                        % (servidor.endereco_lider, Mensagem.mostrar(str(erro))))
                 servidor.parar.wait(pausa)
 
     # ==================================================================================
@@ -494,10 +512,11 @@ class Servidor:
     class CanalDoSeguidor(threading.Thread):
         """Líder: lê, em ordem, os REPLICATION_OK de um seguidor conectado.
 
-        Só lê: quem escreve no socket sob a trava_put (cada PUT, e no JOIN o que entrou depois da
-        cópia; a cópia mesma vai antes, sem trava) passa por enviar_ao_seguidor. Lê por uma cópia do socket (dup) com prazo de uma FATIA: o recv
-        volta a cada fatia para conferir o prazo do seguidor (atrasado), sem mexer no prazo de
-        quem envia (zero ou positivo, as duas cópias ficam não bloqueantes no sistema).
+        Só lê: quem escreve no socket sob a trava_put (cada PUT, e no JOIN o que entrou depois
+        da cópia; a cópia mesma vai antes, sem trava) passa por enviar_aos_seguidores. Lê por
+        uma cópia do socket (dup) com prazo de uma FATIA: o recv volta a cada fatia para
+        conferir o prazo do seguidor (atrasado), sem mexer no prazo de quem envia (zero ou
+        positivo, as duas cópias ficam não bloqueantes no sistema).
         """
 
         def __init__(self, servidor, sock, origem, timestamp):
@@ -659,11 +678,11 @@ class Servidor:
     # mesma conexão. O líder não precisa de lista de seguidores, a ordem de partida não
     # importa, e um seguidor que cai e volta recebe tudo de novo.
 
-    def entrar_no_lider(self):
-        """Seguidor: conecta no líder, manda JOIN, instala a cópia e a confirma; devolve
-        (socket, leitor) do canal de replicação. OSError: sem líder; ValueError: recusado."""
+    def entrar_no_lider(self, join):
+        """Seguidor: conecta no líder, manda o JOIN (a linha já montada), instala a cópia e a
+        confirma; devolve (socket, leitor) do canal. OSError: sem líder; ValueError: recusado."""
         try:
-            sock = socket.create_connection(self.lider, Servidor.PRAZO_CONEXAO)
+            sock = self.conectar(Servidor.PRAZO_CONEXAO_CANAL)
         except OSError as erro:
             # Sem líder, o seguidor fica calado (enunciado, seção 6: só as linhas pedidas);
             # um líder digitado errado aparece no ERRO do primeiro PUT por este seguidor.
@@ -672,10 +691,9 @@ class Servidor:
             raise
         self.avisados.discard("sem-lider")  # a próxima falta é dita de novo
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(self.prazo_replicacao)
             leitor = sock.makefile("rb")
-            self.pedir_join().enviar(sock)
+            sock.sendall(join)
             # Sem limite de linha: só o líder fala aqui, e a cópia passa de 16 MiB.
             timestamp = self.instalar_snapshot(Mensagem.receber(leitor, limite=None))
             Mensagem(Mensagem.REPLICATION_OK, timestamp=timestamp).enviar(sock)
@@ -738,7 +756,7 @@ class Servidor:
         if recusa is not None:
             recusa.enviar(sock)
             return False
-        # A cópia tem o prazo de replicação; conectado, o canal envia por enviar_ao_seguidor.
+        # A cópia tem o prazo de replicação; conectado, o canal envia por enviar_aos_seguidores.
         sock.settimeout(self.prazo_replicacao)
         Mensagem(Mensagem.JOIN_OK, dados=snapshot, timestamp=timestamp).enviar(sock)
         try:
@@ -773,11 +791,12 @@ class Servidor:
                 novos = sorted((ts, key, value) for key, (value, ts) in self.tabela.items()
                                if ts > timestamp)
             agora = time.monotonic()
-            sock.settimeout(0)  # daqui em diante, todo envio passa por enviar_ao_seguidor
-            for ts, key, value in novos:
+            sock.settimeout(0)  # daqui em diante, todo envio passa por enviar_aos_seguidores
+            for ts, _, _ in novos:
                 seguidor.pendentes.append((ts, agora))
-                self.enviar_ao_seguidor(sock, Mensagem(Mensagem.REPLICATION, key=key,
-                                                       value=value, timestamp=ts).para_linha())
+            self.enviar_aos_seguidores([(seguidor, b"".join(
+                Mensagem(Mensagem.REPLICATION, key=key, value=value, timestamp=ts).para_linha()
+                for ts, key, value in novos))])
             # [threads] Uma thread por seguidor conectado lê os REPLICATION_OK dele. Começa
             # antes de o seguidor entrar em seguidores: se não começar, nenhum PUT espera por
             # ele; se ela já terminar, o retirar dela espera esta trava e o acha lá.
@@ -838,38 +857,39 @@ class Servidor:
     def fundir(self, pedido):
         """Sob a trava_put: junta à tabela o que o JOIN traz e manda o que mudou aos
         seguidores conectados, como REPLICATIONs: eles confirmam como de costume, e nenhum PUT
-        que espera é liberado sem confirmação. Devolve o ERRO de um JOIN que levaria o
-        contador acima do limite, ou None.
+        que espera é liberado sem confirmação. Custa o que o JOIN traz. Devolve o ERRO de um
+        JOIN que traz mais que o líder e levaria o contador acima do limite, ou None.
 
         Uma key que só o seguidor tem, ou que ele tem com ts maior, entra como está lá, salvo
         as que este líder mesmo escreveu desde que subiu (proprias); as que só o líder tem
-        ficam. Se o seguidor viu mais da história (ts acima do contador), ou tem, de uma key
-        escrita aqui, outra versão de ts igual ou maior (um cliente pode tê-la lido), as
-        escritas deste líder são refeitas por cima, na ordem original, com ts novos.
+        ficam. Uma key escrita aqui de que o seguidor tem outra versão, de ts igual ou maior
+        (um cliente pode tê-la lido), é refeita por cima, na ordem original, com ts novo
+        acima do contador dele. As outras ficam com o ts que têm: na vida de um líder o ts de
+        uma key só sobe, então um JOIN sem conflito numa key mostra que nenhum seguidor mais
+        atrasado que ele tem dela um valor mais velho acima do daqui (um mais adiantado mostra
+        o conflito no JOIN dele).
 
-        Exemplo: o líder volta vazio e aceita k (ts 1). Um seguidor entra com maior ts 98 e
-        m em ts 98: m entra como está, e k é refeito em ts 99. Outro entra com 100 e a k de
-        antes em ts 100: k é refeito de novo, em 101."""
+        Exemplo: o líder volta vazio e aceita k (ts 1). Um seguidor entra com maior ts 98, m
+        em ts 98 e k em ts 50: m entra como está, e k é refeito em ts 99. Outro entra com
+        maior ts 100 e sem k: nada é refeito, e o contador vai a 100."""
         dados = pedido.dados or {}
         # Uma key acima do ts do JOIN o sobe: o contador fica acima de tudo na tabela.
         trazido = max([pedido.timestamp or 0] + [ts for _, ts in dados.values()])
         contador = max(self.contador, trazido)
-        mudancas = {}
-        refazer = contador > self.contador
+        mudancas, conflitos = {}, []
         for key, (value, ts) in dados.items():
             atual = self.tabela.get(key)
             if key not in self.proprias:
                 if atual is None or atual[1] < ts:
                     mudancas[key] = (value, ts)
             elif ts > atual[1] or (ts == atual[1] and value != atual[0]):
-                refazer = True
+                conflitos.append(key)
         renumerados = {}
-        if refazer:
-            for key in sorted(self.proprias, key=lambda k: self.tabela[k][1]):
-                contador += 1
-                value, antigo = self.tabela[key]
-                mudancas[key] = (value, contador)
-                renumerados[antigo] = contador
+        for key in sorted(conflitos, key=lambda k: self.tabela[k][1]):
+            contador += 1
+            value, antigo = self.tabela[key]
+            mudancas[key] = (value, contador)
+            renumerados[antigo] = contador
         if trazido > self.contador and contador > Servidor.MAIOR_CONTADOR_JOIN:
             # Só quem traz mais que o líder é recusado: um seguidor no contador do líder, ou
             # abaixo, sempre entra.
@@ -879,15 +899,15 @@ class Servidor:
             self.fundidos.add(pedido.origem)
             if trazido > 0 or len(self.fundidos) >= 2:
                 self.historia_ouvida.set()
-        if not mudancas and contador == self.contador:
-            return None  # o caso comum: o seguidor só está atrasado
+        self.contador = contador
+        if not mudancas:
+            return None  # o caso comum: o seguidor só está atrasado (ou só traz o contador)
         # Um dicionário novo, não o mesmo alterado: unir compara a identidade para saber se a
         # cópia de um JOIN em curso ficou velha.
         tabela = dict(self.tabela)
         tabela.update(mudancas)
         with self.trava_tabela:
             self.tabela = tabela
-        self.contador = contador
         if renumerados:
             # Um PUT repetido (mesmo id) responde o ts que a escrita tem agora.
             for id_put, (ts, resumo) in list(self.ids.items()):
@@ -923,34 +943,91 @@ class Servidor:
     # Além do enunciado (4): prazos, para um par que para não segurar ninguém
     # ==================================================================================
 
-    def conexao_ao_lider(self, conexao):
-        """A conexão de encaminhamento desta Conexao; refeita se o líder a fechou."""
+    def pegar_encaminhamento(self, conexao):
+        """Seguidor: a conexão da Conexao ao líder (sock, leitor), aberta no primeiro PUT e
+        fechada com ela. (None, None) se o líder não atende; OSError se a falta é daqui (sem
+        descritores): a Conexao fecha a do cliente, que tenta outro servidor."""
         if conexao.encaminhamento is not None:
-            sock = conexao.encaminhamento[0]
-            # Legível sem pedido feito = o líder fechou (ou reiniciou): descarta e reabre.
-            if select.select([sock], [], [], 0)[0]:
-                sock.close()
-                conexao.encaminhamento = None
-        if conexao.encaminhamento is None:
-            sock = socket.create_connection(self.lider, Servidor.PRAZO_CONEXAO)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(None)  # a resposta do líder espera os seguidores, sem teto
-            conexao.encaminhamento = (sock, sock.makefile("rb"))
+            # Com algo para ler sem pedido feito, já não serve: o líder a fechou (reiniciou),
+            # ou o keepalive a achou morta.
+            if not Mensagem.pronta(conexao.encaminhamento[0], 0):
+                return conexao.encaminhamento
+            Servidor.fechar_conexao(conexao.encaminhamento)
+            conexao.encaminhamento = None
+        try:
+            sock = self.conectar(Servidor.PRAZO_CONEXAO)
+        except OSError as erro:
+            if erro.errno not in Servidor.FALTAS_LOCAIS:
+                return None, None
+            self.avisar_uma_vez("limite", Servidor.NO_LIMITE % "descritores")
+            raise
+        sock.settimeout(None)  # a resposta do líder espera os seguidores, sem teto
+        conexao.encaminhamento = (sock, sock.makefile("rb"))
         return conexao.encaminhamento
 
-    def lider_nao_respondeu(self, conexao, pedido, foi_enviado):
-        """O ERRO de um PUT que o líder não respondeu; sem nova tentativa daqui: o cliente
-        sabe se pode repetir (o id do PUT)."""
-        if conexao.encaminhamento is not None:
-            conexao.encaminhamento[0].close()
-            conexao.encaminhamento = None
-        if foi_enviado:
-            situacao = "não respondeu; o PUT pode ou não ter sido feito"
-        else:
-            situacao = "está fora do ar; o PUT não foi feito"
+    def lider_nao_respondeu(self, pedido, situacao):
+        """O ERRO de um PUT que não chegou ao líder ou ficou sem resposta: a frase diz ao
+        cliente se o PUT pode ter sido feito."""
         self.avisar("Líder %s %s (key:%s)."
                     % (self.endereco_lider, situacao, Mensagem.mostrar(pedido.key)))
         return Mensagem(Mensagem.ERRO, value="o líder %s %s" % (self.endereco_lider, situacao))
+
+    def conectar(self, prazo):
+        """Seguidor: uma conexão nova ao líder (OSError se não der), preparada."""
+        sock = socket.create_connection(self.lider, prazo)
+        try:
+            Servidor.preparar(sock)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):   # Linux
+                # O que vai ao líder é pouco (um PUT, uma confirmação) e o sistema de lá o
+                # confirma na hora: sem confirmação em PRAZO_VIVO s, a máquina dele sumiu.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                                int(Servidor.PRAZO_VIVO * 1000))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    @staticmethod
+    def preparar(sock):
+        """Toda conexão: sem Nagle (cada mensagem é uma linha que deve sair já) e com o
+        keepalive curto do TCP (KEEPALIVE): o outro lado cuja máquina sumiu (desligada,
+        reiniciada, cabo fora: sem FIN nem RST) é dado como morto sem esperar um pedido."""
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for nome, valor in Servidor.KEEPALIVE:
+            if hasattr(socket, nome):   # Linux; Windows 10 (1709 em diante)
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, nome), valor)
+        if not hasattr(socket, "TCP_KEEPIDLE") and hasattr(socket, "SIO_KEEPALIVE_VALS"):
+            sock.ioctl(socket.SIO_KEEPALIVE_VALS, (1, 1000, 300))   # Windows antigo: 10 sondas
+
+    @staticmethod
+    def fechar_conexao(canal):
+        sock, leitor = canal
+        leitor.close()
+        sock.close()
+
+    @staticmethod
+    def reservar():
+        """Um descritor guardado para o accept no limite (recusar_no_limite), ou None."""
+        try:
+            return socket.socket()
+        except OSError:
+            return None
+
+    def recusar_no_limite(self, erro, reserva):
+        """O accept falhou; devolve a reserva. Sem descritores, a conexão nova ficaria na fila
+        sem resposta: solta a reserva, aceita e fecha essa conexão na hora (o cliente tenta
+        outro servidor) e reserva de novo. As conexões abertas seguem servidas."""
+        if reserva is None or erro.errno not in Servidor.FALTAS_LOCAIS:
+            self.parar.wait(0.1)   # um erro passageiro, ou sem reserva: espera um pouco
+            return reserva or Servidor.reservar()
+        reserva.close()
+        try:
+            self.ouvinte.accept()[0].close()
+        except OSError:
+            pass
+        self.avisar_uma_vez("limite", Servidor.NO_LIMITE % "descritores")
+        return Servidor.reservar()
 
     @staticmethod
     def com_prazo(sock, prazo, acao):
@@ -986,31 +1063,57 @@ class Servidor:
         else:
             Servidor.com_prazo(sock, Servidor.PRAZO_LINHA, lambda: sock.sendall(linha))
 
-    def enviar_ao_seguidor(self, sock, linha):
-        """Sob a trava_put: manda uma linha pelo canal de um seguidor, no prazo de replicação.
+    def enviar_aos_seguidores(self, envios):
+        """Sob a trava_put: cada linha pelo canal do seu seguidor, envios = [(seguidor, linha)].
 
         O socket do canal fica sem prazo no Python (settimeout(0)): a linha que cabe no buffer
-        do sistema, o caso comum, sai num send só, sem o poll que um prazo põe antes de cada
-        envio. Só o resto de uma que não coube espera, com o prazo.
+        do sistema, o caso comum, sai num send só, sem esperar. O resto das que não couberam
+        vai a todos juntos, em fatias de FATIA_ENVIO, até cada seguidor passar do prazo dele
+        (limite): vários seguidores travados custam, juntos, um prazo só. Quem passa do prazo
+        ou cai é derrubado (a thread dele o retira).
         """
-        try:
-            saiu = sock.send(linha)
-        except BlockingIOError:
-            saiu = 0  # buffer cheio: o seguidor está lendo devagar
-        if saiu < len(linha):
-            Servidor.com_prazo(sock, self.prazo_replicacao,
-                               lambda: sock.sendall(memoryview(linha)[saiu:]))
+        faltam = []
+        for seguidor, linha in envios:
+            try:
+                saiu = seguidor.sock.send(linha)
+            except BlockingIOError:
+                saiu = 0  # buffer cheio: o seguidor está lendo devagar
+            except OSError:
+                Servidor.derrubar(seguidor.sock)
+                continue
+            if saiu < len(linha):
+                faltam.append((seguidor, memoryview(linha)[saiu:]))
+        while faltam:
+            seguidor, resto = faltam.pop(0)
+            if time.monotonic() > self.limite(seguidor):
+                seguidor.motivo = "não leu o canal em %g s" % self.prazo_replicacao
+                Servidor.derrubar(seguidor.sock)
+                continue
+            try:
+                resto = resto[Servidor.com_prazo(seguidor.sock, Servidor.FATIA_ENVIO,
+                                                 lambda: seguidor.sock.send(resto)):]
+            except socket.timeout:
+                pass
+            except OSError:
+                Servidor.derrubar(seguidor.sock)
+                continue
+            if resto:
+                faltam.append((seguidor, resto))
+
+    def limite(self, seguidor):
+        """O instante em que o seguidor sai por atraso: o prazo de replicação depois do envio
+        mais antigo que ele não confirmou, ou da última confirmação, se foi depois (um
+        seguidor lento que confirma uma a uma segue conectado)."""
+        with self.trava_confirmacoes:
+            envio = seguidor.pendentes[0][1] if seguidor.pendentes else time.monotonic()
+        return max(envio, seguidor.progresso) + self.prazo_replicacao
 
     def atrasado(self, seguidor):
-        """O motivo para retirar um seguidor que passou do prazo de replicação, ou None. O
-        prazo conta desde o envio, ou desde a última confirmação: um seguidor lento que
-        confirma uma a uma segue conectado."""
-        if not seguidor.pendentes:
-            return None
-        timestamp, envio = seguidor.pendentes[0]
-        if time.monotonic() - max(envio, seguidor.progresso) <= self.prazo_replicacao:
-            return None
-        return "não confirmou a REPLICATION ts:%d em %g s" % (timestamp, self.prazo_replicacao)
+        """Na thread do seguidor: o motivo para retirá-lo, se passou do limite, ou None."""
+        if seguidor.pendentes and time.monotonic() > self.limite(seguidor):
+            return "não confirmou a REPLICATION ts:%d em %g s" % (seguidor.pendentes[0][0],
+                                                                    self.prazo_replicacao)
+        return None
 
     def retirar(self, seguidor):
         """O canal caiu ou foi derrubado: o seguidor sai e os PUTs que o esperavam seguem."""
@@ -1039,11 +1142,17 @@ class Servidor:
 
     def registrar(self, linha):
         """Sob a trava_put: acrescenta a REPLICATION ao registro (--dados). O arquivo não tem
-        buffer: o write já está no sistema operacional (sobrevive a um kill -9). Se falhar,
-        tira a meia linha, para a próxima começar numa linha nova, e levanta o OSError."""
+        buffer: o write já está no sistema operacional (sobrevive a um kill -9). Se a escrita
+        ou o fsync falha, o arquivo volta ao tamanho de antes e o OSError sobe; se nem a volta
+        der certo, ela é refeita antes da próxima escrita."""
         if self.registro is None:
             return
-        inicio = self.registro.tell()
+        if self.tamanho_bom is not None:
+            self.registro.truncate(self.tamanho_bom)
+            self.tamanho_bom = None
+        # O tamanho de verdade, não tell(): depois de uma compactação (truncate(0)) a posição
+        # fica no fim antigo, e voltar a ela encheria o arquivo de zeros.
+        inicio = os.fstat(self.registro.fileno()).st_size
         try:
             if self.registro.write(linha) != len(linha):
                 raise OSError(errno.ENOSPC, "o disco não aceitou a linha inteira")
@@ -1053,7 +1162,7 @@ class Servidor:
             try:
                 self.registro.truncate(inicio)
             except OSError:
-                pass  # o aviso do PUT já diz que o disco falhou
+                self.tamanho_bom = inicio
             raise
         self.linhas_registro += 1
 
@@ -1085,6 +1194,7 @@ class Servidor:
             self.registro = open(os.path.join(self.pasta, "registro"), "ab", buffering=0)
         self.registro.truncate(0)
         self.linhas_registro = 0
+        self.tamanho_bom = None
 
     def recuperar_registro(self):
         """Líder com --dados: lê o snapshot e refaz os PUTs do registro. Dano que não seja a
@@ -1165,8 +1275,8 @@ class Servidor:
             try:
                 return porta, Servidor.abrir_porta(ip, porta)
             except OSError as erro:
-                print("Não foi possível abrir %s:%d: %s." % (ip, porta, Servidor.frase_do_erro(erro)),
-                      file=sys.stderr, flush=True)
+                print("Não foi possível abrir %s:%d: %s."
+                      % (ip, porta, Servidor.frase_do_erro(erro)), file=sys.stderr, flush=True)
                 if not Servidor.porta_em_uso(erro):
                     return None
 
@@ -1175,7 +1285,8 @@ class Servidor:
         """A porta de escuta, já aberta; OSError se não der (porta em uso, IP de fora)."""
         familia = socket.AF_INET6 if ":" in ip else socket.AF_INET
         # create_server só liga SO_REUSEADDR onde é seguro (não no Windows).
-        ouvinte = socket.create_server((ip, porta), family=familia, backlog=256)
+        ouvinte = socket.create_server((ip, porta), family=familia,
+                                       backlog=Servidor.FILA_DE_CONEXOES)
         ouvinte.settimeout(Servidor.FATIA)
         return ouvinte
 
@@ -1189,7 +1300,7 @@ class Servidor:
     @staticmethod
     def ler_ip(texto):
         """O IP digitado, se resolve; ValueError com a frase para a pessoa."""
-        if not Mensagem.enderecos_de(texto):
+        if not Servidor.enderecos_de(texto):
             raise ValueError("IP inválido: %s não é um endereço conhecido." % texto)
         return texto
 
@@ -1265,6 +1376,15 @@ class Servidor:
         return ip, int(porta)
 
     @staticmethod
+    def enderecos_de(ip):
+        """Os endereços a que um IP ou nome resolve (localhost: 127.0.0.1 e ::1, em qualquer
+        ordem); vazio se não resolve."""
+        try:
+            return {info[4][0] for info in socket.getaddrinfo(ip, None, 0, socket.SOCK_STREAM)}
+        except (OSError, UnicodeError):
+            return set()
+
+    @staticmethod
     def local(endereco):
         """É um endereço desta máquina? Só nele dá para abrir uma porta qualquer."""
         familia = socket.AF_INET6 if ":" in endereco else socket.AF_INET
@@ -1281,7 +1401,7 @@ class Servidor:
         0.0.0.0 e :: (todas as interfaces) valem por qualquer endereço local."""
         if a[1] != b[1]:
             return False
-        de_a, de_b = Mensagem.enderecos_de(a[0]), Mensagem.enderecos_de(b[0])
+        de_a, de_b = Servidor.enderecos_de(a[0]), Servidor.enderecos_de(b[0])
         if de_a & de_b:
             return True
         todas = {"0.0.0.0", "::"}

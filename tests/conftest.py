@@ -66,7 +66,8 @@ def esperar(condicao, prazo=PRAZO, motivo="condição"):
 class Processo:
     """Um Servidor.py (ou Cliente.py) rodando, com stdout e stderr em arquivos."""
 
-    def __init__(self, args, pasta, nome, entrada=None, porta=None):
+    def __init__(self, args, pasta, nome, entrada=None, porta=None, antes=None, prefixo=()):
+        """prefixo: o comando que roda o Python (p. ex. ip netns exec NOME)."""
         self.nome = nome
         self.porta = porta
         self.barreiras = 0
@@ -76,8 +77,8 @@ class Processo:
         # Arquivos, não PIPE: um pipe cheio travaria o print do servidor.
         with open(self.caminho_saida, "wb") as saida, open(self.caminho_erro, "wb") as erro:
             self.popen = subprocess.Popen(
-                [sys.executable, "-u"] + args, cwd=RAIZ, stdout=saida, stderr=erro,
-                env=AMBIENTE_FILHO,
+                list(prefixo) + [sys.executable, "-u"] + args, cwd=RAIZ, stdout=saida, stderr=erro,
+                env=AMBIENTE_FILHO, preexec_fn=antes,
                 stdin=subprocess.PIPE if entrada is not None else subprocess.DEVNULL)
         if entrada is not None:
             self.popen.stdin.write(entrada.encode("utf-8"))
@@ -219,12 +220,13 @@ class Cluster:
         self.pilha = pilha
         self.contagem = 0
 
-    def servidor(self, porta, porta_lider, *extras, esperar_porta=True):
+    def servidor(self, porta, porta_lider, *extras, esperar_porta=True, antes=None):
+        """antes: função que o processo filho roda antes do Python (preexec_fn; só POSIX)."""
         self.contagem += 1
         nome = "servidor%d-%d" % (self.contagem, porta)
         args = ["Servidor.py", "127.0.0.1", str(porta), "127.0.0.1", str(porta_lider),
                 "--detalhes"]
-        proc = Processo(args + list(extras), self.pasta, nome, porta=porta)
+        proc = Processo(args + list(extras), self.pasta, nome, porta=porta, antes=antes)
         self.pilha.callback(proc.terminar)
         if esperar_porta:
             def pronto():
@@ -233,13 +235,13 @@ class Cluster:
             esperar(pronto, motivo="%s aceitar conexões" % nome)
         return proc
 
-    def tres(self, atraso=None, extras_lider=()):
+    def tres(self, atraso=None, extras_lider=(), antes=None):
         """Líder e dois seguidores já unidos ao líder; devolve (procs, portas)."""
         portas = [porta_livre() for _ in range(3)]
-        lider = self.servidor(portas[0], portas[0], *extras_lider)
+        lider = self.servidor(portas[0], portas[0], *extras_lider, antes=antes)
         extras = [] if atraso is None else ["--atraso-replicacao", str(atraso)]
-        seguidores = [self.servidor(portas[1], portas[0]),
-                      self.servidor(portas[2], portas[0], *extras)]
+        seguidores = [self.servidor(portas[1], portas[0], antes=antes),
+                      self.servidor(portas[2], portas[0], *extras, antes=antes)]
         for porta in portas[1:]:
             esperar_unido(lider, porta)
         procs = [lider] + seguidores

@@ -10,7 +10,7 @@ from conftest import RAIZ, Mensagem
 
 ARQUIVOS = {"Servidor.py": "Servidor", "Cliente.py": "Cliente", "Mensagem.py": "Mensagem"}
 # Biblioteca padrão, e nada que faça parte do trabalho (socketserver, asyncio, http.server...).
-PERMITIDOS = {"socket", "threading", "json", "random", "sys", "time", "os", "errno", "select",
+PERMITIDOS = {"socket", "threading", "json", "random", "sys", "time", "os", "errno", "ipaddress",
               "collections", "Mensagem"}
 MARCADORES = {"Cliente.py": ["[4a]", "[4b]", "[4c]"],
               "Servidor.py": ["[5a]", "[5b]", "[5c]", "[5d]", "[5e]", "[5f]", "[threads]"]}
