@@ -34,11 +34,10 @@ class Servidor:
       - CanalDoLider (seguidor) abre o canal de replicação com o líder e aplica as REPLICATIONs;
       - Console escreve as linhas do console, em ordem.
 
-    Um PUT no líder: a Conexao que o recebeu (a do cliente, ou a da conexão de encaminhamento
-    de um seguidor), sob a trava_put, dá o timestamp, grava e manda a REPLICATION pelo canal de
-    cada seguidor; fora das travas, espera (esperar_confirmacoes).
-    Quem a acorda é sempre liberar_confirmados, chamado por quem muda o que falta: a própria
-    espera (nenhum seguidor, ou todos já confirmaram), o CanalDoSeguidor que lê o último
+    Um PUT no líder: a Conexao que o recebeu (do cliente, ou do encaminhamento de um
+    seguidor), sob a trava_put, dá o timestamp, grava e manda a REPLICATION a cada seguidor;
+    fora das travas, espera (esperar_confirmacoes). Quem a acorda é sempre liberar_confirmados,
+    chamado por quem muda o que falta: a própria espera, o CanalDoSeguidor que lê o último
     REPLICATION_OK (confirmar), retirar (um seguidor saiu) e unir (um seguidor voltou com a
     cópia da tabela, que já tem a escrita). Então a Conexao responde PUT_OK.
 
@@ -76,17 +75,15 @@ class Servidor:
     FALTAS_LOCAIS = {getattr(errno, nome) for nome in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM",
                      "EADDRNOTAVAIL", "WSAEMFILE", "WSAENOBUFS") if hasattr(errno, nome)}
     # Seguidor que não confirma uma REPLICATION neste prazo sai e os PUTs seguem; maior que
-    # ATRASO_MAXIMO, para o seguidor lento da demonstração nunca ser retirado.
-    # --prazo-replicacao o troca (os testes o encurtam; o padrão é este).
+    # ATRASO_MAXIMO, para o seguidor lento da demonstração nunca sair (--prazo-replicacao).
     PRAZO_REPLICACAO = 40.0
     PRAZO_REPLICACAO_MAXIMO = 600.0
     ATRASO_MAXIMO = 30.0     # maior --atraso-replicacao aceito
     INTERVALO_REJOIN = 0.5   # entre tentativas do seguidor de entrar no líder
     ESPERA_APOS_RECUSA = 5.0  # líder que recusou o JOIN: o seguidor tenta de novo com calma
     # Líder que acabou de subir: espera no máximo isto antes do primeiro timestamp, se nenhum
-    # JOIN estiver chegando. Um seguidor vivo tenta a cada INTERVALO_REJOIN; no Windows o
-    # próprio sistema repete uma conexão recusada por uns 2 s, e a repetição que vem depois de
-    # a porta abrir já entra: uns 1 a 2 s no pior caso.
+    # JOIN estiver chegando. Um seguidor vivo tenta a cada PRAZO_CONEXAO_CANAL mais
+    # INTERVALO_REJOIN (no Windows uma conexão recusada leva uns 2 s): entra em 1 a 2 s.
     ESPERA_HISTORIA = 3.0
     # Uma fusão não leva o contador do líder acima disto: sobra espaço nos 64 bits.
     MAIOR_CONTADOR_JOIN = Mensagem.MAIOR_TIMESTAMP // 2
@@ -94,8 +91,7 @@ class Servidor:
     PRAZO_SAIDA = 1.0        # ao sair, espera no máximo isto por um console pausado
     INTERVALO_CONSOLE = 0.004  # com linhas chegando, o Console as escreve a cada 4 ms
     RESPOSTA_PEQUENA = 64 * 1024  # uma resposta até este tamanho cabe no buffer do sistema
-    NO_LIMITE = ("No limite de %s deste processo: conexões novas são fechadas até algumas "
-                 "terminarem.")
+    NO_LIMITE = "Sem %s livres: conexões novas são fechadas até algumas terminarem."
     USO = ("uso: python Servidor.py [IP PORTA IP_DO_LIDER PORTA_DO_LIDER]"
            " [--atraso-replicacao SEGUNDOS] [--dados PASTA] [--fsync]"
            " [--prazo-replicacao SEGUNDOS] [--detalhes]")
@@ -188,7 +184,7 @@ class Servidor:
     # [5b] Atende conexões simultâneas: uma thread (Conexao) por conexão aceita.
     def servir(self):
         """Laço de accept até parar; o prazo curto deixa Ctrl+C funcionar no Windows."""
-        reserva = Servidor.reservar()
+        reserva = socket.socket()  # um descritor guardado para o limite (recusar_no_limite)
         while not self.parar.is_set():
             try:
                 sock, endereco = self.ouvinte.accept()
@@ -325,26 +321,25 @@ class Servidor:
             # Depois da tabela: a compactação grava a tabela com esta escrita dentro.
             self.compactar_ou_avisar()
         # [5c] Replica (key, value, timestamp) nos seguidores com a mensagem REPLICATION.
-        self.enviar_replication(linha, timestamp)
+        self.replicar(linha, (timestamp,), self.seguidores.values())
         return timestamp
 
-    def enviar_replication(self, linha, timestamp):
-        """Sob a trava_put: a REPLICATION pelo canal de cada seguidor (enviar_aos_seguidores)."""
+    def replicar(self, linha, timestamps, seguidores):
+        """Sob a trava_put: as REPLICATIONs da linha (uma ou mais, de timestamps) pelo canal de
+        cada seguidor (enviar_aos_seguidores)."""
         agora = time.monotonic()
-        for seguidor in self.seguidores.values():
+        for seguidor in seguidores:
             # Anota antes de enviar: a confirmação pode chegar antes de o envio voltar.
-            seguidor.pendentes.append((timestamp, agora))
-        self.enviar_aos_seguidores([(seguidor, linha) for seguidor in self.seguidores.values()])
+            seguidor.pendentes.extend((ts, agora) for ts in timestamps)
+        self.enviar_aos_seguidores([(seguidor, linha) for seguidor in seguidores])
 
     # [5c] Recebe PUT num seguidor: encaminha ao líder e devolve a resposta dele ao cliente.
     def encaminhar_put(self, pedido, conexao):
         """Seguidor: passa o PUT ao líder com a origem do cliente e devolve a resposta dele.
 
-        Pela conexão desta Conexao ao líder (pegar_encaminhamento). Sem prazo para a resposta:
-        o líder responde assim que os seguidores confirmam (e retira quem para de confirmar);
-        um líder que cai fecha a conexão, e um cuja máquina sumiu é achado pelo keepalive. Um
-        líder pausado prende esta thread até voltar, e o cliente, depois do prazo dele, tenta
-        outro servidor.
+        Sem prazo para a resposta: o líder responde assim que os seguidores confirmam (e
+        retira quem para de confirmar); um líder que cai fecha a conexão, e um cuja máquina
+        sumiu é achado pelo keepalive (preparar).
         """
         if pedido.origem is not None:
             # Já encaminhado por outro servidor: encaminhar de novo daria voltas sem fim.
@@ -356,22 +351,30 @@ class Servidor:
         self.escrever("Encaminhando PUT key:%s value:%s"
                       % (Mensagem.mostrar(pedido.key), Mensagem.mostrar(pedido.value)))
         pedido.origem = conexao.cliente
-        sock, leitor = self.pegar_encaminhamento(conexao)
         enviado = False
         try:
-            if sock is not None:
-                Servidor.com_prazo(sock, Servidor.PRAZO_LINHA, lambda: pedido.enviar(sock))
-                enviado = True
-                resposta = Mensagem.receber(leitor, limite=Mensagem.LIMITE_RESPOSTA)
-                if resposta is not None:
-                    return resposta
-        except (OSError, ValueError):
+            sock, leitor = self.pegar_encaminhamento(conexao)
+            Servidor.com_prazo(sock, Servidor.PRAZO_LINHA, lambda: pedido.enviar(sock))
+            enviado = True
+            resposta = Mensagem.receber(leitor, limite=Mensagem.LIMITE_RESPOSTA)
+            if resposta is not None:
+                return resposta
+        except OSError as erro:
+            if not enviado and erro.errno in Servidor.FALTAS_LOCAIS:
+                # A falta é daqui (sem descritores), não do líder: fecha a conexão do
+                # cliente, que tenta outro servidor.
+                self.avisar_uma_vez("limite", Servidor.NO_LIMITE % "descritores")
+                raise
+        except ValueError:
             pass
-        if conexao.encaminhamento is not None:
+        if conexao.encaminhamento is not None:   # sem resposta: a conexão não serve mais
             Servidor.fechar_conexao(conexao.encaminhamento)
             conexao.encaminhamento = None
-        return self.lider_nao_respondeu(pedido, "não respondeu; o PUT pode ou não ter sido feito"
-                                        if enviado else "está fora do ar; o PUT não foi feito")
+        # O ERRO diz ao cliente se o PUT pode ter sido feito.
+        situacao = "%s %s" % (self.endereco_lider, "não respondeu; o PUT pode ou não ter sido "
+                              "feito" if enviado else "está fora do ar; o PUT não foi feito")
+        self.avisar("Líder %s (key:%s)." % (situacao, Mensagem.mostrar(pedido.key)))
+        return Mensagem(Mensagem.ERRO, value="o líder " + situacao)
 
     # ==================================================================================
     # 5d. REPLICATION: o seguidor aplica o que o líder manda
@@ -479,10 +482,9 @@ class Servidor:
         return None
 
     def esperar_confirmacoes(self, timestamp, origens):
-        """Dorme, fora de todas as travas, até cada seguidor de origens (conectado no PUT, e
-        ainda conectado) confirmar o timestamp. Sem prazo fixo: enquanto um seguidor confirma,
-        espera, mesmo devagar (cada confirmação renova o prazo); o que para de confirmar sai no
-        prazo de replicação, e a espera acaba."""
+        """Dorme, fora das travas, até cada seguidor de origens (conectado no PUT, e ainda
+        conectado) confirmar o timestamp. Sem prazo fixo: espera quem confirma, mesmo devagar;
+        quem para de confirmar sai no prazo de replicação, e a espera acaba."""
         pronto = threading.Event()  # aberto por liberar_confirmados
         with self.trava_confirmacoes:
             self.esperas.append((timestamp, origens, pronto))
@@ -510,14 +512,10 @@ class Servidor:
         return True
 
     class CanalDoSeguidor(threading.Thread):
-        """Líder: lê, em ordem, os REPLICATION_OK de um seguidor conectado.
-
-        Só lê: quem escreve no socket sob a trava_put (cada PUT, e no JOIN o que entrou depois
-        da cópia; a cópia mesma vai antes, sem trava) passa por enviar_aos_seguidores. Lê por
-        uma cópia do socket (dup) com prazo de uma FATIA: o recv volta a cada fatia para
-        conferir o prazo do seguidor (atrasado), sem mexer no prazo de quem envia (zero ou
-        positivo, as duas cópias ficam não bloqueantes no sistema).
-        """
+        """Líder: lê, em ordem, os REPLICATION_OK de um seguidor conectado. Só lê (quem envia,
+        sob a trava_put, usa enviar_aos_seguidores), por uma cópia do socket (dup) com prazo
+        de uma FATIA: o recv volta a cada fatia para conferir o prazo do seguidor (limite),
+        sem mexer no prazo de quem envia (as duas cópias ficam não bloqueantes no sistema)."""
 
         def __init__(self, servidor, sock, origem, timestamp):
             super().__init__(daemon=True, name="canal-do-seguidor-%s" % origem)
@@ -557,7 +555,10 @@ class Servidor:
                         if len(resto) > Mensagem.LIMITE_RESPOSTA:
                             # O REPLICATION_OK leva a key, que pode ter até 16 MiB.
                             motivo = "linha longa demais no canal"
-                    motivo = motivo or servidor.atrasado(self)
+                    if motivo is None and self.pendentes and \
+                            time.monotonic() > servidor.limite(self):
+                        motivo = "não confirmou a REPLICATION ts:%d em %g s" % (
+                            self.pendentes[0][0], servidor.prazo_replicacao)
             except OSError:
                 pass  # o seguidor caiu
             finally:
@@ -579,9 +580,8 @@ class Servidor:
         """GET em qualquer servidor: valor (ou NULL) e ts, ou TRY_OTHER_SERVER_OR_LATER."""
         with self.trava_tabela:
             value, timestamp = self.tabela.get(pedido.key, (None, 0))
-        # A regra da seção 5f, em todo servidor e em todo estado (seguidor sem líder, líder
-        # que acabou de subir): pode estar atrasado, mas nunca devolve um ts menor que o que o
-        # cliente mandou, o maior que ele já viu para a key.
+        # A regra da seção 5f, em todo servidor e estado (seguidor sem líder, líder que acabou
+        # de subir): nunca devolve um ts menor que o que o cliente mandou para a key.
         if timestamp >= pedido.timestamp:
             resposta = Mensagem(Mensagem.GET_OK, key=pedido.key, value=value, timestamp=timestamp)
             devolvido = Mensagem.mostrar(value)
@@ -625,10 +625,6 @@ class Servidor:
             self.avisados.add(assunto)
             self.avisar(linha)
 
-    def detalhar_uma_vez(self, assunto, linha):
-        if self.detalhes:
-            self.avisar_uma_vez(assunto, "Detalhe: " + linha)
-
     class Console(threading.Thread):
         """Escreve as linhas do console, em ordem, poucos milissegundos depois do evento: um
         console pausado (no Windows, o modo de seleção do Prompt) atrasa só as próprias linhas,
@@ -638,10 +634,9 @@ class Servidor:
             super().__init__(daemon=True, name="console")
             # (saída, linha) em ordem; (None, None) encerra.
             self.fila = collections.deque()
-            # Com a fila vazia, esta thread dorme no aviso (parada), e quem enfileira a acorda:
-            # a primeira linha sai na hora, e um servidor parado não gasta CPU. Com linhas
-            # chegando, ela volta à fila a cada INTERVALO_CONSOLE sem que ninguém a acorde: um
-            # aviso por linha custaria uma troca de thread em cada pedido.
+            # Com a fila vazia, esta thread dorme no aviso (parada) e quem enfileira a acorda: a
+            # primeira linha sai na hora, e parado não gasta CPU. Com linhas chegando, ela volta
+            # à fila a cada INTERVALO_CONSOLE (um aviso por linha custaria uma troca de thread).
             self.aviso = threading.Event()
             self.parada = False
 
@@ -672,11 +667,10 @@ class Servidor:
     # Além do enunciado (2): como um seguidor entra no líder (JOIN)
     # ==================================================================================
     # O enunciado não diz como o líder conhece os seguidores. Aqui o seguidor abre a conexão
-    # (como os do ZooKeeper) e manda JOIN com a tabela e o maior ts que tem; o líder funde o
-    # que ele traz (parte 3), responde JOIN_OK com uma cópia da tabela, o seguidor a instala
-    # e a confirma com REPLICATION_OK; daí em diante o líder manda cada REPLICATION por essa
-    # mesma conexão. O líder não precisa de lista de seguidores, a ordem de partida não
-    # importa, e um seguidor que cai e volta recebe tudo de novo.
+    # (como no ZooKeeper) e manda JOIN com a tabela e o maior ts que tem; o líder funde (parte
+    # 3) e responde JOIN_OK com uma cópia da tabela, que o seguidor instala e confirma; daí em
+    # diante cada REPLICATION vai por essa conexão. O líder não precisa de lista de
+    # seguidores, a ordem de partida não importa, e quem cai e volta recebe tudo de novo.
 
     def entrar_no_lider(self, join):
         """Seguidor: conecta no líder, manda o JOIN (a linha já montada), instala a cópia e a
@@ -686,8 +680,10 @@ class Servidor:
         except OSError as erro:
             # Sem líder, o seguidor fica calado (enunciado, seção 6: só as linhas pedidas);
             # um líder digitado errado aparece no ERRO do primeiro PUT por este seguidor.
-            self.detalhar_uma_vez("sem-lider", "sem contato com o líder %s (%s); tentando de "
-                                  "novo." % (self.endereco_lider, erro.strerror or erro))
+            if self.detalhes:
+                self.avisar_uma_vez("sem-lider", "Detalhe: sem contato com o líder %s (%s); "
+                                    "tentando de novo." % (self.endereco_lider,
+                                                           erro.strerror or erro))
             raise
         self.avisados.discard("sem-lider")  # a próxima falta é dita de novo
         try:
@@ -731,6 +727,12 @@ class Servidor:
         return resposta.timestamp
 
     @staticmethod
+    def replications(entradas):
+        """As linhas das REPLICATIONs de [(ts, key, value)], juntas, na ordem dada."""
+        return b"".join(Mensagem(Mensagem.REPLICATION, key=key, value=value,
+                                 timestamp=ts).para_linha() for ts, key, value in entradas)
+
+    @staticmethod
     def tabela_de(dados):
         """O "dados" de um JOIN_OK ou do snapshot em disco (key -> [value, ts]) como tabela
         (key -> (value, ts)). No outro sentido não há conversão: a tupla vira lista no JSON."""
@@ -738,10 +740,8 @@ class Servidor:
 
     def receber_seguidor(self, pedido, conexao, leitor):
         """Líder: JOIN -> fusão -> JOIN_OK com a cópia -> REPLICATION_OK dele -> conectado.
-
-        Devolve True se a conexão virou canal de replicação (a Conexao não a fecha). A cópia é
-        enviada e confirmada fora da trava_put: um seguidor lento ou falso não segura os PUTs.
-        """
+        Devolve True se a conexão virou canal de replicação (a Conexao não a fecha). A cópia
+        vai e é confirmada fora da trava_put: um seguidor lento ou falso não segura os PUTs."""
         sock = conexao.sock
         recusa = self.recusar_join(pedido)
         if recusa is None:
@@ -750,8 +750,7 @@ class Servidor:
                 # Entradas não mudam (são trocadas): a cópia rasa fixa um instante. Os pares
                 # (value, ts) viajam como listas JSON: a cópia já é o "dados" do JOIN_OK.
                 tabela, timestamp = self.tabela, self.contador
-                with self.trava_tabela:
-                    snapshot = dict(tabela) if recusa is None else None
+                snapshot = dict(tabela) if recusa is None else None
         self.chegando.discard(conexao)
         if recusa is not None:
             recusa.enviar(sock)
@@ -774,7 +773,8 @@ class Servidor:
         if not self.eh_lider:
             return Mensagem(Mensagem.ERRO,
                             value="este servidor é seguidor; o líder é %s" % self.endereco_lider)
-        if Servidor.mesmo_servidor(Servidor.separar(pedido.origem), (self.ip, self.porta)):
+        ip, _, porta = pedido.origem.rpartition(":")
+        if Servidor.mesmo_servidor((ip, int(porta)), (self.ip, self.porta)):
             return Mensagem(Mensagem.ERRO, value="JOIN com o endereço do próprio líder")
         return None
 
@@ -787,16 +787,10 @@ class Servidor:
                 # ficou velha. O seguidor refaz o JOIN e recebe a tabela fundida.
                 raise ConnectionError("a tabela mudou por uma fusão durante o JOIN")
             seguidor = Servidor.CanalDoSeguidor(self, sock, origem, timestamp)
-            with self.trava_tabela:
-                novos = sorted((ts, key, value) for key, (value, ts) in self.tabela.items()
-                               if ts > timestamp)
-            agora = time.monotonic()
+            novos = sorted((ts, key, value) for key, (value, ts) in self.tabela.items()
+                           if ts > timestamp)
             sock.settimeout(0)  # daqui em diante, todo envio passa por enviar_aos_seguidores
-            for ts, _, _ in novos:
-                seguidor.pendentes.append((ts, agora))
-            self.enviar_aos_seguidores([(seguidor, b"".join(
-                Mensagem(Mensagem.REPLICATION, key=key, value=value, timestamp=ts).para_linha()
-                for ts, key, value in novos))])
+            self.replicar(Servidor.replications(novos), [ts for ts, _, _ in novos], [seguidor])
             # [threads] Uma thread por seguidor conectado lê os REPLICATION_OK dele. Começa
             # antes de o seguidor entrar em seguidores: se não começar, nenhum PUT espera por
             # ele; se ela já terminar, o retirar dela espera esta trava e o acha lá.
@@ -821,20 +815,13 @@ class Servidor:
     # Além do enunciado (3): o líder que reinicia (fusão) e o PUT repetido (id)
     # ==================================================================================
     # O enunciado supõe que ninguém cai. Um líder que volta (vazio, ou de uma pasta --dados
-    # velha) não sabe até onde os seguidores foram, e nenhum relógio decide isso: cada JOIN
-    # traz a tabela e o maior ts do seguidor, e o líder funde (fundir), como o novo líder do
-    # ZooKeeper sincroniza a partir do maior zxid. E, até ouvir essa história, não dá
-    # timestamp nenhum (esperar_historia): daria números que ela também tem, e um seguidor
-    # ainda com ela devolveria a um cliente o valor velho da key que ele acabou de escrever
-    # (enunciado, seção 5f: "NUNCA um value anterior ao que já viu"). Com --dados intacto
-    # o contador continua de onde parou, e essa janela não existe.
-    # O que isto não promete: um seguidor calado além da espera (dormindo no
-    # --atraso-replicacao, pausado, ou reiniciando junto com o líder enquanto o outro está
-    # calado), ou um segundo seguidor mais adiantado que o primeiro fundido, pode, até refazer
-    # o JOIN, devolver um valor mais velho a um cliente que escreveu depois do reinício (a
-    # fusão ainda guarda toda escrita); e, depois de vários reinícios seguidos, um seguidor
-    # que perdeu a vida inteira de um líder pode trazer de volta valores de antes dela (os
-    # timestamps não dizem de qual líder vieram).
+    # velha) não sabe até onde os seguidores foram: cada JOIN traz a tabela e o maior ts do
+    # seguidor, e o líder funde (fundir), como o novo líder do ZooKeeper sincroniza a partir do
+    # maior zxid. Até ouvir essa história, não dá timestamp nenhum (esperar_historia): daria
+    # números que ela também tem (enunciado, seção 5f: "NUNCA um value anterior ao que já
+    # viu"). Fora do alcance disto: um seguidor calado além da espera, ou mais adiantado que
+    # o primeiro fundido, até refazer o JOIN; e vários reinícios seguidos (um ts não diz de
+    # qual líder veio).
 
     def esperar_historia(self):
         """Líder que acabou de subir: nenhum timestamp antes de ouvir a história. Espera até
@@ -850,28 +837,23 @@ class Servidor:
             elif passou < Servidor.ESPERA_HISTORIA:
                 self.historia_ouvida.wait(Servidor.ESPERA_HISTORIA - passou)
             else:
-                # Um JOIN ainda chegando: a fusão dele abre historia_ouvida; se ele cair, a próxima
-                # volta vê chegando vazio.
+                # Um JOIN chegando: a fusão dele abre historia_ouvida (se cair, chegando esvazia).
                 self.historia_ouvida.wait(Servidor.FATIA)
 
     def fundir(self, pedido):
         """Sob a trava_put: junta à tabela o que o JOIN traz e manda o que mudou aos
-        seguidores conectados, como REPLICATIONs: eles confirmam como de costume, e nenhum PUT
-        que espera é liberado sem confirmação. Custa o que o JOIN traz. Devolve o ERRO de um
-        JOIN que traz mais que o líder e levaria o contador acima do limite, ou None.
+        seguidores conectados, como REPLICATIONs (confirmadas como as de um PUT). Custa o que o
+        JOIN traz. Devolve o ERRO de um JOIN que traz mais que o líder e levaria o contador
+        acima do limite, ou None.
 
-        Uma key que só o seguidor tem, ou que ele tem com ts maior, entra como está lá, salvo
-        as que este líder mesmo escreveu desde que subiu (proprias); as que só o líder tem
-        ficam. Uma key escrita aqui de que o seguidor tem outra versão, de ts igual ou maior
-        (um cliente pode tê-la lido), é refeita por cima, na ordem original, com ts novo
-        acima do contador dele. As outras ficam com o ts que têm: na vida de um líder o ts de
-        uma key só sobe, então um JOIN sem conflito numa key mostra que nenhum seguidor mais
-        atrasado que ele tem dela um valor mais velho acima do daqui (um mais adiantado mostra
-        o conflito no JOIN dele).
-
-        Exemplo: o líder volta vazio e aceita k (ts 1). Um seguidor entra com maior ts 98, m
-        em ts 98 e k em ts 50: m entra como está, e k é refeito em ts 99. Outro entra com
-        maior ts 100 e sem k: nada é refeito, e o contador vai a 100."""
+        Uma key que só o seguidor tem, ou tem com ts maior, entra como está lá, salvo as que
+        este líder escreveu desde que subiu (proprias). Dessas, a que o seguidor tem em outra
+        versão de ts igual ou maior (um cliente pode tê-la lido) é refeita por cima, na ordem
+        original, acima do contador dele; as outras ficam (na vida de um líder o ts de uma key
+        só sobe: sem conflito no JOIN, nenhum seguidor mais atrasado a tem mais velha acima).
+        Exemplo: o líder volta vazio e aceita k (ts 1); um JOIN traz maior ts 98, m em ts 98 e
+        k em ts 50: m entra, e k é refeito em ts 99. Outro traz 100 e não tem k: o contador
+        vai a 100, e nada é refeito."""
         dados = pedido.dados or {}
         # Uma key acima do ts do JOIN o sobe: o contador fica acima de tudo na tabela.
         trazido = max([pedido.timestamp or 0] + [ts for _, ts in dados.values()])
@@ -914,9 +896,9 @@ class Servidor:
                 if ts in renumerados:
                     self.ids[id_put] = (renumerados[ts], resumo)
         self.compactar_ou_avisar()
-        for ts, key, value in sorted((ts, key, value) for key, (value, ts) in mudancas.items()):
-            self.enviar_replication(Mensagem(Mensagem.REPLICATION, key=key, value=value,
-                                             timestamp=ts).para_linha(), ts)
+        novas = sorted((ts, key, value) for key, (value, ts) in mudancas.items())
+        self.replicar(Servidor.replications(novas), [ts for ts, _, _ in novas],
+                      self.seguidores.values())
         self.detalhar("fundido o JOIN de %s (contador dele %d): %d keys mudaram, contador agora "
                       "%d." % (pedido.origem, pedido.timestamp or 0, len(mudancas), contador))
         return None
@@ -945,8 +927,7 @@ class Servidor:
 
     def pegar_encaminhamento(self, conexao):
         """Seguidor: a conexão da Conexao ao líder (sock, leitor), aberta no primeiro PUT e
-        fechada com ela. (None, None) se o líder não atende; OSError se a falta é daqui (sem
-        descritores): a Conexao fecha a do cliente, que tenta outro servidor."""
+        fechada com ela; OSError se não abre."""
         if conexao.encaminhamento is not None:
             # Com algo para ler sem pedido feito, já não serve: o líder a fechou (reiniciou),
             # ou o keepalive a achou morta.
@@ -954,23 +935,10 @@ class Servidor:
                 return conexao.encaminhamento
             Servidor.fechar_conexao(conexao.encaminhamento)
             conexao.encaminhamento = None
-        try:
-            sock = self.conectar(Servidor.PRAZO_CONEXAO)
-        except OSError as erro:
-            if erro.errno not in Servidor.FALTAS_LOCAIS:
-                return None, None
-            self.avisar_uma_vez("limite", Servidor.NO_LIMITE % "descritores")
-            raise
+        sock = self.conectar(Servidor.PRAZO_CONEXAO)
         sock.settimeout(None)  # a resposta do líder espera os seguidores, sem teto
         conexao.encaminhamento = (sock, sock.makefile("rb"))
         return conexao.encaminhamento
-
-    def lider_nao_respondeu(self, pedido, situacao):
-        """O ERRO de um PUT que não chegou ao líder ou ficou sem resposta: a frase diz ao
-        cliente se o PUT pode ter sido feito."""
-        self.avisar("Líder %s %s (key:%s)."
-                    % (self.endereco_lider, situacao, Mensagem.mostrar(pedido.key)))
-        return Mensagem(Mensagem.ERRO, value="o líder %s %s" % (self.endereco_lider, situacao))
 
     def conectar(self, prazo):
         """Seguidor: uma conexão nova ao líder (OSError se não der), preparada."""
@@ -989,9 +957,9 @@ class Servidor:
 
     @staticmethod
     def preparar(sock):
-        """Toda conexão: sem Nagle (cada mensagem é uma linha que deve sair já) e com o
-        keepalive curto do TCP (KEEPALIVE): o outro lado cuja máquina sumiu (desligada,
-        reiniciada, cabo fora: sem FIN nem RST) é dado como morto sem esperar um pedido."""
+        """Toda conexão: sem Nagle (cada mensagem é uma linha que deve sair já) e com keepalive
+        curto: o outro lado cuja máquina sumiu (desligada, reiniciada, cabo fora: sem FIN nem
+        RST) é dado como morto sem esperar um pedido."""
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for nome, valor in Servidor.KEEPALIVE:
@@ -1006,34 +974,29 @@ class Servidor:
         leitor.close()
         sock.close()
 
-    @staticmethod
-    def reservar():
-        """Um descritor guardado para o accept no limite (recusar_no_limite), ou None."""
+    def recusar_no_limite(self, erro, reserva):
+        """O accept falhou; devolve a reserva (um socket guardado, ou None). Sem descritores,
+        a conexão nova ficaria na fila sem resposta: solta a reserva, aceita e fecha essa
+        conexão (o cliente tenta outro servidor) e reserva de novo."""
+        if reserva is not None and erro.errno in Servidor.FALTAS_LOCAIS:
+            reserva.close()
+            try:
+                self.ouvinte.accept()[0].close()
+            except OSError:
+                pass
+            self.avisar_uma_vez("limite", Servidor.NO_LIMITE % "descritores")
+        elif reserva is not None:
+            return reserva   # um erro passageiro (o cliente desistiu antes do accept)
         try:
             return socket.socket()
         except OSError:
+            self.parar.wait(0.1)   # sem descritor nem para a reserva: espera algum fechar
             return None
-
-    def recusar_no_limite(self, erro, reserva):
-        """O accept falhou; devolve a reserva. Sem descritores, a conexão nova ficaria na fila
-        sem resposta: solta a reserva, aceita e fecha essa conexão na hora (o cliente tenta
-        outro servidor) e reserva de novo. As conexões abertas seguem servidas."""
-        if reserva is None or erro.errno not in Servidor.FALTAS_LOCAIS:
-            self.parar.wait(0.1)   # um erro passageiro, ou sem reserva: espera um pouco
-            return reserva or Servidor.reservar()
-        reserva.close()
-        try:
-            self.ouvinte.accept()[0].close()
-        except OSError:
-            pass
-        self.avisar_uma_vez("limite", Servidor.NO_LIMITE % "descritores")
-        return Servidor.reservar()
 
     @staticmethod
     def com_prazo(sock, prazo, acao):
-        """acao() com o socket no prazo dado, que depois volta ao de antes. Só para um socket
-        em que nenhuma outra thread mexe no prazo nesse meio tempo (a cópia dup que o
-        CanalDoSeguidor lê tem o seu)."""
+        """acao() com o socket no prazo dado, que depois volta ao de antes (nenhuma outra
+        thread mexe nele: a cópia dup que o CanalDoSeguidor lê tem o seu)."""
         antes = sock.gettimeout()
         sock.settimeout(prazo)
         try:
@@ -1065,13 +1028,10 @@ class Servidor:
 
     def enviar_aos_seguidores(self, envios):
         """Sob a trava_put: cada linha pelo canal do seu seguidor, envios = [(seguidor, linha)].
-
-        O socket do canal fica sem prazo no Python (settimeout(0)): a linha que cabe no buffer
-        do sistema, o caso comum, sai num send só, sem esperar. O resto das que não couberam
-        vai a todos juntos, em fatias de FATIA_ENVIO, até cada seguidor passar do prazo dele
-        (limite): vários seguidores travados custam, juntos, um prazo só. Quem passa do prazo
-        ou cai é derrubado (a thread dele o retira).
-        """
+        O canal não tem prazo no Python (settimeout(0)): a linha que cabe no buffer do sistema,
+        o caso comum, sai num send só. O resto das que não couberam vai a todos juntos, em
+        fatias, até cada seguidor passar do limite dele: vários seguidores travados custam um
+        prazo só. Quem passa dele ou cai é derrubado (a thread dele o retira)."""
         faltam = []
         for seguidor, linha in envios:
             try:
@@ -1102,18 +1062,10 @@ class Servidor:
 
     def limite(self, seguidor):
         """O instante em que o seguidor sai por atraso: o prazo de replicação depois do envio
-        mais antigo que ele não confirmou, ou da última confirmação, se foi depois (um
-        seguidor lento que confirma uma a uma segue conectado)."""
+        mais antigo não confirmado, ou da última confirmação (quem confirma devagar fica)."""
         with self.trava_confirmacoes:
             envio = seguidor.pendentes[0][1] if seguidor.pendentes else time.monotonic()
         return max(envio, seguidor.progresso) + self.prazo_replicacao
-
-    def atrasado(self, seguidor):
-        """Na thread do seguidor: o motivo para retirá-lo, se passou do limite, ou None."""
-        if seguidor.pendentes and time.monotonic() > self.limite(seguidor):
-            return "não confirmou a REPLICATION ts:%d em %g s" % (seguidor.pendentes[0][0],
-                                                                    self.prazo_replicacao)
-        return None
 
     def retirar(self, seguidor):
         """O canal caiu ou foi derrubado: o seguidor sai e os PUTs que o esperavam seguem."""
@@ -1141,10 +1093,9 @@ class Servidor:
     # tabela inteira como um JOIN_OK, refeita quando o registro cresce).
 
     def registrar(self, linha):
-        """Sob a trava_put: acrescenta a REPLICATION ao registro (--dados). O arquivo não tem
-        buffer: o write já está no sistema operacional (sobrevive a um kill -9). Se a escrita
-        ou o fsync falha, o arquivo volta ao tamanho de antes e o OSError sobe; se nem a volta
-        der certo, ela é refeita antes da próxima escrita."""
+        """Sob a trava_put: acrescenta a REPLICATION ao registro (--dados; sem buffer, o write
+        sobrevive a um kill -9). Se a escrita ou o fsync falha, o arquivo volta ao tamanho de
+        antes e o OSError sobe; se nem a volta der certo, ela é refeita antes da próxima."""
         if self.registro is None:
             return
         if self.tamanho_bom is not None:
@@ -1187,8 +1138,8 @@ class Servidor:
                                    timestamp=self.contador).para_linha())
             arquivo.flush()
             os.fsync(arquivo.fileno())
-        # replace é atômico: uma queda aqui deixa o snapshot velho ou o novo, nunca metade.
-        # Com o snapshot novo no lugar, o registro velho só repetiria o que ele já tem.
+        # replace é atômico: uma queda aqui deixa o snapshot velho ou o novo, nunca metade; com
+        # o novo no lugar, o registro velho só repetiria o que ele já tem.
         os.replace(temporario, os.path.join(self.pasta, "snapshot"))
         if self.registro is None:
             self.registro = open(os.path.join(self.pasta, "registro"), "ab", buffering=0)
@@ -1197,8 +1148,8 @@ class Servidor:
         self.tamanho_bom = None
 
     def recuperar_registro(self):
-        """Líder com --dados: lê o snapshot e refaz os PUTs do registro. Dano que não seja a
-        última linha cortada por uma queda levanta ValueError (o servidor não sobe)."""
+        """Líder com --dados: lê o snapshot, refaz os PUTs do registro e compacta. Dano que
+        não seja a última linha cortada por uma queda levanta ValueError (não sobe)."""
         try:
             self.ler_registro()
         except OSError as erro:
@@ -1225,10 +1176,7 @@ class Servidor:
                 if pedido.timestamp > self.contador:
                     self.tabela[pedido.key] = (pedido.value, pedido.timestamp)
                     self.contador = pedido.timestamp
-            # Reescreve sem a linha cortada, para os próximos PUTs começarem numa linha nova.
-            with open(caminho, "r+b") as arquivo:
-                arquivo.truncate(inteiras)
-        self.compactar()
+        self.compactar()   # o snapshot com tudo, e o registro (com a linha cortada) zerado
 
     @staticmethod
     def ler_linhas(caminho, tipo):
@@ -1241,15 +1189,13 @@ class Servidor:
         mensagens = []
         for numero, linha in enumerate(Mensagem.cortar_linhas(resto), start=1):
             try:
-                mensagem = Mensagem.de_linha(linha)
-            except ValueError as erro:
-                mensagem, motivo = None, erro
-            if mensagem is not None and mensagem.tipo != tipo:
-                motivo = "%s fora do lugar" % mensagem.tipo
-            if mensagem is None or mensagem.tipo != tipo:
+                mensagens.append(Mensagem.de_linha(linha))
+                if mensagens[-1].tipo != tipo:
+                    raise ValueError("%s fora do lugar" % mensagens[-1].tipo)
+            except ValueError as motivo:
                 raise ValueError("Registro em disco danificado: %s, linha %d (%s). Nada foi "
-                                 "apagado; confira o arquivo." % (caminho, numero, motivo))
-            mensagens.append(mensagem)
+                                 "apagado; confira o arquivo." % (caminho, numero, motivo)) \
+                    from None
         return mensagens, tamanho - len(resto)
 
     # ==================================================================================
@@ -1305,25 +1251,17 @@ class Servidor:
         return texto
 
     @staticmethod
-    def ler_atraso(texto):
-        try:
-            atraso = float(texto)
-        except ValueError:
-            atraso = -1.0
-        if not 0 <= atraso <= Servidor.ATRASO_MAXIMO:
-            raise ValueError("Atraso inválido: use segundos de 0 a %g." % Servidor.ATRASO_MAXIMO)
-        return atraso
-
-    @staticmethod
-    def ler_prazo(texto):
-        try:
-            prazo = float(texto)
-        except ValueError:
-            prazo = 0.0
-        if not 1 <= prazo <= Servidor.PRAZO_REPLICACAO_MAXIMO:
-            raise ValueError("Prazo de replicação inválido: use segundos de 1 a %g."
-                             % Servidor.PRAZO_REPLICACAO_MAXIMO)
-        return prazo
+    def ler_segundos(nome, minimo, maximo):
+        """Um conversor de segundos, de minimo a maximo; ValueError com a frase para a pessoa."""
+        def ler(texto):
+            try:
+                segundos = float(texto)
+            except ValueError:
+                segundos = minimo - 1
+            if not minimo <= segundos <= maximo:   # NaN também cai aqui
+                raise ValueError("%s inválido: use segundos de %g a %g." % (nome, minimo, maximo))
+            return segundos
+        return ler
 
     @staticmethod
     def ler_argumentos(argumentos):
@@ -1331,8 +1269,10 @@ class Servidor:
         posicionais = []
         opcoes = {"atraso_replicacao": 0.0, "dados": None, "fsync": False,
                   "prazo_replicacao": Servidor.PRAZO_REPLICACAO, "detalhes": False}
-        com_valor = {"--atraso-replicacao": ("atraso_replicacao", Servidor.ler_atraso),
-                     "--prazo-replicacao": ("prazo_replicacao", Servidor.ler_prazo),
+        com_valor = {"--atraso-replicacao": ("atraso_replicacao", Servidor.ler_segundos(
+                         "Atraso", 0, Servidor.ATRASO_MAXIMO)),
+                     "--prazo-replicacao": ("prazo_replicacao", Servidor.ler_segundos(
+                         "Prazo de replicação", 1, Servidor.PRAZO_REPLICACAO_MAXIMO)),
                      "--dados": ("dados", str)}
         sem_valor = {"--fsync": "fsync", "--detalhes": "detalhes"}
         i = 0
@@ -1368,12 +1308,6 @@ class Servidor:
         ip, porta, ip_lider, porta_lider = posicionais
         return (Servidor.ler_ip(ip), Servidor.ler_porta(porta),
                 Servidor.ler_ip(ip_lider), Servidor.ler_porta(porta_lider)), opcoes
-
-    @staticmethod
-    def separar(endereco):
-        """ "ip:porta" -> (ip, porta)."""
-        ip, _, porta = endereco.rpartition(":")
-        return ip, int(porta)
 
     @staticmethod
     def enderecos_de(ip):
@@ -1453,13 +1387,9 @@ class Servidor:
         servidor = Servidor(ip, porta, ip_lider, porta_lider, **opcoes)
         try:
             servidor.abrir(ouvinte)
-        except ValueError as erro:  # o registro em disco (--dados) não pôde ser lido
+        except (ValueError, OSError) as erro:  # o registro (--dados) ou a porta
             servidor.fechar()
-            print(erro, file=sys.stderr, flush=True)
-            return 2
-        except OSError as erro:
-            servidor.fechar()
-            print("Não foi possível abrir %s: %s."
+            print(erro if isinstance(erro, ValueError) else "Não foi possível abrir %s: %s."
                   % (servidor.endereco, Servidor.frase_do_erro(erro)), file=sys.stderr, flush=True)
             return 2
         if servidor.eh_lider and opcoes["atraso_replicacao"]:
