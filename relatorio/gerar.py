@@ -43,6 +43,8 @@ PASTA = os.path.dirname(os.path.abspath(__file__))
 RAIZ = os.path.dirname(PASTA)
 FONTES = ("Servidor.py", "Cliente.py", "Mensagem.py")
 TEXTO = os.path.join(PASTA, "relatorio.typ")
+# As fontes do PDF além das que vêm no typst: a League Mono estreita das figuras (fontes/pdf).
+FONTES_DO_PDF = os.path.join(PASTA, "fontes", "pdf")
 PDF_PADRAO = os.path.join(PASTA, "RA.pdf")
 CONSTRUCAO = os.path.join(PASTA, "_build")
 INSTALAR = "python -m pip install -r relatorio/requisitos.txt"
@@ -481,8 +483,10 @@ def gerar_pdf(saida, nome=None, ra=None, video=None, raiz=RAIZ, desenhado=False)
     if problemas:
         raise Falha("\n".join(problemas))
     try:
-        # Só as fontes que vêm no typst: o mesmo PDF no Windows, no macOS e no Linux.
+        # Só as fontes que vêm no typst e as de fontes/pdf, nunca as do sistema: o mesmo PDF
+        # no Windows, no macOS e no Linux.
         pdf = typst.compile(TEXTO, root=PASTA, ignore_system_fonts=True,
+                            font_paths=[FONTES_DO_PDF],
                             sys_inputs=entradas(codigo, pedacos, nome, ra, video, desenhado),
                             timestamp=None if (nome or ra or video) else DATA_DO_MODELO)
     except RuntimeError as erro:   # typst.TypstError: a mensagem já diz o arquivo e a linha

@@ -531,7 +531,10 @@ def figura(tela, titulos, mostrar, relogio_):
             {"pedacos": [[tipo, texto] for tipo, texto in linha[1]],
              "destaque": destacada(linha, tela.passo)}
             for linha in linhas[-mostrar[indice]:]]})
-    return {"relogio": relogio_, "consoles": consoles}
+    # O sistema em que a execução rodou: o relatório diz de onde as figuras vêm (as portas dos
+    # clientes são as que esse sistema escolhe).
+    sistema = {"Darwin": "macOS"}.get(platform.system(), platform.system())
+    return {"relogio": relogio_, "sistema": sistema, "consoles": consoles}
 
 
 def quebrar(pedacos, colunas):

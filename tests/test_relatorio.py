@@ -146,7 +146,10 @@ def test_relatorio_cita_todos_os_marcadores_obrigatorios():
 # Mensagem.py (enunciado, seção 10), e o professor não tem como abrir mais nada.
 FORA_DO_ZIP = ("relatorio/", "demo.py", "video.py", "gerar.py", "tests/", "test_", "README",
                ".typ", "requisitos", "taxa_try_other", "LEIAME", "figuras/", ".json", ".png")
-LIMITES = {"IV. O servidor": ("V. O cliente", 1100), "V. O cliente": ("VI. Threads", 450)}
+# Seção -> (o título seguinte, o limite de palavras). A parte "Além do enunciado" é a última da
+# seção IV: o que vai além dele cabe em poucas frases (SPEC, seção 8).
+LIMITES = {"IV. O servidor": ("V. O cliente", 800), "V. O cliente": ("VI. Threads", 400),
+           "Além do enunciado": ("V. O cliente", 120)}
 # Palavras nossas, não do enunciado nem do dia a dia (o professor não as conhece).
 PALAVRAS_PRIVADAS = r"\b(unid[oa]s?|conjunto|sina(?:l|is)|fatias?|épocas?)\b"
 
@@ -175,8 +178,9 @@ def test_relatorio_nao_nomeia_arquivo_fora_do_zip(pdf_da_entrega):
 
 @pytest.mark.parametrize("secao", sorted(LIMITES))
 def test_secoes_iv_e_v_no_limite_de_palavras(pdf_da_entrega, secao):
-    """[9 IV, 9 V] Uma breve explicação por funcionalidade: a seção IV tem até 1 100 palavras e
-    a V até 450, contadas no PDF entre um título e o seguinte (figuras e citações contam)."""
+    """[9 IV, 9 V] Uma breve explicação por funcionalidade: a seção IV tem até 800 palavras, a V
+    até 400 e a parte "Além do enunciado" até 120, contadas no PDF entre um título e o seguinte
+    (figuras e citações contam)."""
     texto = texto_corrido(pdf_da_entrega)
     seguinte, limite = LIMITES[secao]
     inicio = texto.index(secao)
@@ -184,11 +188,110 @@ def test_secoes_iv_e_v_no_limite_de_palavras(pdf_da_entrega, secao):
     assert palavras <= limite, "%s tem %d palavras (limite %d)" % (secao, palavras, limite)
 
 
-def test_relatorio_sem_nome_de_protocolo_hifenizado(pdf_da_entrega):
-    """Nenhum nome do protocolo (REPLICATION_OK, TRY_OTHER_SERVER_OR_LATER) partido com hífen
-    no fim de uma linha."""
+# Uma palavra partida com hífen no fim de uma linha, como o pypdf a lê: "ZooKee -\nper".
+HIFENIZADA = re.compile(r"(\S+?) ?-\n(\S+)")
+
+
+def hifenizadas_com_maiuscula(texto):
+    """As palavras partidas no fim de uma linha que começam com maiúscula: nomes próprios
+    (ZooKeeper, Windows, Python), nomes do protocolo (REPLICATION_OK) e classes (Conexao)."""
+    return [achado.group(1) + "-" + achado.group(2) for achado in HIFENIZADA.finditer(texto)
+            if achado.group(1)[:1].isupper()]
+
+
+def test_relatorio_sem_nome_proprio_ou_de_protocolo_hifenizado(pdf_da_entrega):
+    """Nenhum nome próprio (ZooKeeper, Windows, Python), do protocolo (REPLICATION_OK,
+    TRY_OTHER_SERVER_OR_LATER) ou de classe partido com hífen no fim de uma linha: toda palavra
+    que começa com maiúscula vai inteira."""
     texto = gerar.texto_do_pdf(pdf_da_entrega)
-    assert re.findall(r"[A-Z_]{2,}-\n[A-Z_]{2,}", texto) == []
+    assert hifenizadas_com_maiuscula(texto) == []
+    # A conferência acha o que procura: "ZooKee -\nper" e "REPLI -\nCATION_OK" são achados.
+    assert hifenizadas_com_maiuscula("do ZooKee -\nper: e REPLI-\nCATION_OK e comen-\ntário") \
+        == ["ZooKee-per:", "REPLI-CATION_OK"]
+
+
+# O corpo da página fica entre as margens de cima e de baixo (20 mm, como no estilo.typ): fora
+# delas, só a faixa de modelo e o rodapé.
+MARGEM = 20 / 25.4 * 72
+
+
+def textos_do_pdf(pdf):
+    """Por página: (altura da página, [(texto, y da linha de base, tamanho da letra em pt)])."""
+    from pypdf import PdfReader
+    paginas = []
+    for pagina in PdfReader(pdf).pages:
+        textos = []
+
+        def anotar(texto, cm, tm, fonte, tamanho):
+            if texto.strip():
+                x, y = tm[4], tm[5]
+                escala = (tm[0] ** 2 + tm[1] ** 2) ** 0.5 * (cm[0] ** 2 + cm[1] ** 2) ** 0.5
+                textos.append((texto, cm[1] * x + cm[3] * y + cm[5], tamanho * escala))
+        pagina.extract_text(visitor_text=anotar)
+        paginas.append((float(pagina.mediabox.height), textos))
+    return paginas
+
+
+def paginas_mais_que_meio_vazias(pdf):
+    """As páginas, salvo a última, em que o corpo acaba antes da metade: mais de meia página em
+    branco embaixo. Devolve [(página, fração em branco)]."""
+    vazias = []
+    paginas = textos_do_pdf(pdf)
+    for numero, (altura, textos) in enumerate(paginas[:-1], start=1):
+        corpo = [y for _, y, _ in textos if MARGEM <= y <= altura - MARGEM]
+        util = altura - 2 * MARGEM
+        branco = (min(corpo) - MARGEM) / util if corpo else 1.0
+        if branco > 0.5:
+            vazias.append((numero, round(branco, 2)))
+    return vazias
+
+
+def test_nenhuma_pagina_mais_que_meio_vazia(pdf_da_entrega):
+    """Nenhuma página, salvo a última, tem mais de meia página em branco (uma figura grande que
+    não coube, ou poucas linhas que sobraram para uma página nova)."""
+    assert paginas_mais_que_meio_vazias(pdf_da_entrega) == []
+    assert paginas_mais_que_meio_vazias(PDF) == []
+
+
+def textos_das_figuras():
+    """O texto das três figuras: as linhas dos consoles (figuras 1 e 2) e cada linha de cada
+    rótulo do diagrama do PUT (figura 3), como estão nas fontes."""
+    linhas = []
+    for nome in ("get_normal", "try_other"):
+        with open(os.path.join(PASTA, "figuras", nome + ".json"), encoding="utf-8") as f:
+            for console in json.load(f)["consoles"]:
+                linhas.append(console["titulo"])
+                linhas += ["".join(p for _, p in linha["pedacos"]) for linha in console["linhas"]]
+    with open(os.path.join(PASTA, "figuras", "sequencia.typ"), encoding="utf-8") as f:
+        fonte = "\n".join(l for l in f.read().splitlines() if not l.lstrip().startswith("//"))
+    i = fonte.find("[")
+    while i >= 0:
+        rotulo = conteudo_de(fonte, i)
+        linhas += [pedaco.strip() for pedaco in rotulo.split("\\ ")]
+        i = fonte.find("[", i + len(rotulo) + 2)
+    return [linha for linha in linhas if linha.strip()]
+
+
+def test_figuras_com_letra_de_8_pt_ou_mais(pdf_da_entrega):
+    """As figuras se leem impressas: todo o texto delas (consoles, rótulos, notas e títulos do
+    diagrama) sai em 8 pt ou mais."""
+    grandes = ""
+    for _, textos in textos_do_pdf(pdf_da_entrega):
+        grandes += "".join(texto for texto, _, tamanho in textos if tamanho >= 8 - 1e-6)
+    grandes = gerar.sem_espacos(grandes)
+    figuras = textos_das_figuras()
+    assert len(figuras) > 50
+    assert [linha for linha in figuras if gerar.sem_espacos(linha) not in grandes] == []
+
+
+def test_nenhuma_linha_de_figura_quebrada(pdf_da_entrega):
+    """Cada linha de console das figuras 1 e 2, e cada rótulo do diagrama, cabe numa linha só
+    do PDF: nenhuma quebra deixa um pedaço (o timestamp, o value) sozinho na linha de baixo."""
+    linhas_do_pdf = [" ".join(linha.split()) for linha in
+                     gerar.texto_do_pdf(pdf_da_entrega).splitlines()]
+    quebradas = [linha for linha in textos_das_figuras()
+                 if not any(" ".join(linha.split()) in l for l in linhas_do_pdf)]
+    assert quebradas == []
 
 
 def paginas_terminam_em_titulo(pdf, fonte):
@@ -218,6 +321,52 @@ def prosa(fonte):
     """O texto do relatorio.typ que vira prosa: sem comentários, código e blocos cercados."""
     return gerar.PADRAO_FONTE.sub(lambda achado: achado.group(0) if achado.group("funcao")
                                   else " ", fonte)
+
+
+def paragrafos_por_item(fonte):
+    """Nas seções IV e V: item (título de nível 3) -> quantos parágrafos de texto ele tem, sem
+    contar a linha "Código:" (#codigo) nem as figuras."""
+    inicio = fonte.index("\n== IV.")
+    fim = fonte.index("\n== VI.")
+    contagem = {}
+    partes = re.split(r"^(=+) ", fonte[inicio:fim], flags=re.M)
+    for nivel, item in zip(partes[1::2], partes[2::2]):
+        if nivel != "===":
+            continue   # o título da seção e a introdução dela
+        titulo, corpo = item.split("\n", 1)
+        for funcao in ("#codigo[", "#figure("):
+            achado = corpo.find(funcao)
+            while achado >= 0:
+                abre = achado + len(funcao) - 1
+                if funcao.endswith("("):
+                    # #figure(sequencia(), caption: [...]) <rotulo>: até o fim da legenda.
+                    legenda = corpo.index("caption: [", abre) + len("caption: ")
+                    fecha = legenda + len(conteudo_de(corpo, legenda)) + 2
+                    fecha = corpo.index("\n", fecha)
+                else:
+                    fecha = abre + len(conteudo_de(corpo, abre)) + 2
+                corpo = corpo[:achado] + corpo[fecha:]
+                achado = corpo.find(funcao)
+        texto = prosa(corpo)
+        blocos = [b for b in re.split(r"\n\s*\n", texto)
+                  if b.strip() and not re.fullmatch(r"[\s\]\[#]*(?:place\.flush\(\))?[\s\]]*",
+                                                  b)]
+        contagem[titulo.strip()] = len(blocos)
+    return contagem
+
+
+def test_um_paragrafo_por_item_nas_secoes_iv_e_v():
+    """[9 IV, 9 V] Cada funcionalidade (5a-5f, 4a-4c) e a parte "Além do enunciado" são um
+    parágrafo curto, depois da linha "Código:"."""
+    contagem = paragrafos_por_item(gerar.ler_texto())
+    assert sorted(contagem) == sorted(
+        ["5a · Inicialização", "5b · Requisições simultâneas", "5c · PUT", "5d · REPLICATION",
+         "5e · REPLICATION_OK e PUT_OK", "5f · GET", "Além do enunciado: fora das hipóteses dele",
+         "4a · INIT", "4b · PUT", "4c · GET"])
+    assert {titulo: n for titulo, n in contagem.items() if n != 1} == {}
+    # A contagem vê um segundo parágrafo.
+    assert paragrafos_por_item("\n== IV.\n=== 5a · X\n#codigo[#c[5a].]\n\nUm.\n\nDois.\n"
+                               "\n== VI.\n") == {"5a · X": 2}
 
 
 def test_relatorio_sem_palavras_privadas():
