@@ -121,6 +121,23 @@ def esperar(condicao, prazo=PRAZO, motivo="condição"):
         time.sleep(SONDA)
 
 
+def recursos(pid):
+    """(threads, descritores abertos) do processo, lidos de /proc (so_com_proc)."""
+    return (len(os.listdir("/proc/%d/task" % pid)), len(os.listdir("/proc/%d/fd" % pid)))
+
+
+def recursos_em_repouso(pid):
+    """(threads, descritores) depois de dez leituras iguais seguidas: as conexões que já
+    fecharam (sondas de prontidão, barreiras) acabaram de ser desfeitas."""
+    leituras = []
+
+    def parado():
+        leituras.append(recursos(pid))
+        return len(leituras) >= 10 and len(set(leituras[-10:])) == 1
+    esperar(parado, motivo="threads e sockets do processo %d pararem de mudar" % pid)
+    return leituras[-1]
+
+
 # --------------------------------------------------------------------------- rede crua
 
 def trocar(porta, objeto_ou_bytes, prazo=PRAZO, ip="127.0.0.1"):
