@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -250,6 +251,81 @@ def join_falso(porta_lider, origem="127.0.0.1:1", timestamp=None, dados=None):
         return falso.resposta()
 
 
+ESPERA_FALSO = 0.1    # fatia do accept() do servidor falso, que confere se deve parar
+
+
+class ServidorFalso:
+    """Um 'servidor' numa porta que ele mesmo prende, que guarda cada pedido recebido e então, conforme o modo:
+    "fecha" sem responder; "cala" (segura a conexão e nunca responde, como um processo
+    pausado); "erro" (responde ERRO com o texto dado e fecha); "repassa" o pedido ao líder, espera a
+    resposta dele, chama depois_do_lider() e fecha sem responder (o líder gravou e caiu);
+    "responde" responde cada pedido da conexão com respostas.pop(0) (um dict)."""
+
+    def __init__(self, modo, porta_lider=None, depois_do_lider=None, erro=None, respostas=None):
+        self.modo = modo
+        self.porta_lider = porta_lider
+        self.depois_do_lider = depois_do_lider
+        self.erro = erro
+        self.respostas = respostas
+        self.pedidos = []          # cada linha recebida, como dict, na ordem
+        self.abertas = []
+        self.parar = threading.Event()
+        self.ouvinte = socket.create_server(("127.0.0.1", 0))
+        self.ouvinte.settimeout(ESPERA_FALSO)
+        self.porta = self.ouvinte.getsockname()[1]
+        self.thread = threading.Thread(target=self.atender, daemon=True)
+        self.thread.start()
+
+    def atender(self):
+        while not self.parar.is_set():
+            try:
+                sock, _ = self.ouvinte.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            sock.settimeout(PRAZO)
+            self.abertas.append(sock)
+            try:
+                linha = sock.makefile("rb").readline()
+            except OSError:
+                linha = b""
+            if not linha:
+                sock.close()
+                continue
+            self.pedidos.append(json.loads(linha))
+            if self.modo == "responde":
+                self.responder(sock, linha)
+            elif self.modo == "erro":
+                sock.sendall(json.dumps({"tipo": "ERRO", "value": self.erro}).encode() + b"\n")
+                sock.close()
+            elif self.modo == "repassa":
+                with socket.create_connection(("127.0.0.1", self.porta_lider), PRAZO) as lider:
+                    lider.sendall(linha)
+                    lider.makefile("rb").readline()
+                self.depois_do_lider()
+                sock.close()
+            elif self.modo == "fecha":
+                sock.close()
+
+    def responder(self, sock, linha):
+        """Responde cada linha da conexão (persistente, como a do Cliente) até ela fechar."""
+        leitor = sock.makefile("rb")
+        while linha:
+            sock.sendall(linha_json(self.respostas.pop(0)))
+            linha = leitor.readline()
+            if linha:
+                self.pedidos.append(json.loads(linha))
+        sock.close()
+
+    def fechar(self):
+        self.parar.set()
+        self.thread.join(PRAZO)
+        self.ouvinte.close()
+        for sock in self.abertas:
+            sock.close()
+
+
 # ---------------------------------------------------------------------------- processos
 
 class Processo:
@@ -343,10 +419,10 @@ class Processo:
         assert self.popen.returncode == codigo, "%s saiu com código %s\nstdout:\n%s\nstderr:\n%s" \
             % (self.nome, self.popen.returncode, self.saida(), self.erro())
 
-    def fim(self, erros=(), codigo=0):
+    def fim(self, erros=(), codigo=0, prazo=PRAZO):
         """Espera o fim; confere o código de saída e o stderr inteiro (as linhas erros, nada
         mais); devolve linhas(). Quem lê a saída de um processo confere os três."""
-        self.esperar_fim(codigo)
+        self.esperar_fim(codigo, prazo)
         assert self.erro().splitlines() == list(erros), \
             "%s escreveu em stderr:\n%s" % (self.nome, self.erro())
         return self.linhas()
@@ -418,10 +494,10 @@ class ClienteAberto(ClienteDigitado):
             return len(self.linhas()) + len(self.erros()) >= quantas
         esperar(chegaram, motivo="%s responder %d vezes" % (self.nome, quantas))
 
-    def fim(self, erros=(), codigo=0):
+    def fim(self, erros=(), codigo=0, prazo=PRAZO):
         """Fecha o stdin (EOF, a pessoa parou de digitar) e confere o fim (Processo.fim)."""
         self.fechar_entrada()
-        return Processo.fim(self, erros, codigo)
+        return Processo.fim(self, erros, codigo, prazo)
 
     def fechar_entrada(self):
         try:
@@ -588,6 +664,16 @@ def cliente():
     c = Cliente()
     yield c
     c.fechar()
+
+
+@pytest.fixture
+def falsos(cluster):
+    """Fábrica de servidores falsos (ServidorFalso), fechados no teardown do cluster."""
+    def criar(modo, **opcoes):
+        falso = ServidorFalso(modo, **opcoes)
+        cluster.pilha.callback(falso.fechar)
+        return falso
+    return criar
 
 
 def enderecos(portas):

@@ -3,103 +3,17 @@ cada tentativa. Processos e sockets de verdade; um servidor falso faz a falha ac
 certa, sem mexer no sorteio do cliente: cada ordem possível é conferida quando acontece.
 """
 
-import json
 import re
-import socket
-import threading
 import time
 
 import pytest
 
 from conftest import (PRAZO, Cliente, ClienteAberto, Mensagem, enderecos, esperar_unido,
-                      get_direto, init_digitado, linha_json, trocar)
+                      get_direto, init_digitado, trocar)
 
 PODE_OU_NAO = "Nenhum servidor confirmou; o PUT pode ou não ter sido feito."
 # Rodadas até o sorteio passar por cada ordem: a chance de faltar uma é de (2/3)^60 ou menos.
 RODADAS = 60
-ESPERA_FALSO = 0.1    # fatia do accept() do servidor falso, que confere se deve parar
-
-
-class ServidorFalso:
-    """Um 'servidor' numa porta livre que guarda cada pedido recebido e então, conforme o modo:
-    "fecha" sem responder; "cala" (segura a conexão e nunca responde, como um processo
-    pausado); "erro" (responde ERRO com o texto dado e fecha); "repassa" o pedido ao líder, espera a
-    resposta dele, chama depois_do_lider() e fecha sem responder (o líder gravou e caiu);
-    "responde" responde cada pedido da conexão com respostas.pop(0) (um dict)."""
-
-    def __init__(self, modo, porta_lider=None, depois_do_lider=None, erro=None, respostas=None):
-        self.modo = modo
-        self.porta_lider = porta_lider
-        self.depois_do_lider = depois_do_lider
-        self.erro = erro
-        self.respostas = respostas
-        self.pedidos = []          # cada linha recebida, como dict, na ordem
-        self.abertas = []
-        self.parar = threading.Event()
-        self.ouvinte = socket.create_server(("127.0.0.1", 0))
-        self.ouvinte.settimeout(ESPERA_FALSO)
-        self.porta = self.ouvinte.getsockname()[1]
-        self.thread = threading.Thread(target=self.atender, daemon=True)
-        self.thread.start()
-
-    def atender(self):
-        while not self.parar.is_set():
-            try:
-                sock, _ = self.ouvinte.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            sock.settimeout(PRAZO)
-            self.abertas.append(sock)
-            try:
-                linha = sock.makefile("rb").readline()
-            except OSError:
-                linha = b""
-            if not linha:
-                sock.close()
-                continue
-            self.pedidos.append(json.loads(linha))
-            if self.modo == "responde":
-                self.responder(sock, linha)
-            elif self.modo == "erro":
-                sock.sendall(json.dumps({"tipo": "ERRO", "value": self.erro}).encode() + b"\n")
-                sock.close()
-            elif self.modo == "repassa":
-                with socket.create_connection(("127.0.0.1", self.porta_lider), PRAZO) as lider:
-                    lider.sendall(linha)
-                    lider.makefile("rb").readline()
-                self.depois_do_lider()
-                sock.close()
-            elif self.modo == "fecha":
-                sock.close()
-
-    def responder(self, sock, linha):
-        """Responde cada linha da conexão (persistente, como a do Cliente) até ela fechar."""
-        leitor = sock.makefile("rb")
-        while linha:
-            sock.sendall(linha_json(self.respostas.pop(0)))
-            linha = leitor.readline()
-            if linha:
-                self.pedidos.append(json.loads(linha))
-        sock.close()
-
-    def fechar(self):
-        self.parar.set()
-        self.thread.join(PRAZO)
-        self.ouvinte.close()
-        for sock in self.abertas:
-            sock.close()
-
-
-@pytest.fixture
-def falsos(cluster):
-    """Fábrica de servidores falsos, fechados no teardown do cluster."""
-    def criar(modo, **opcoes):
-        falso = ServidorFalso(modo, **opcoes)
-        cluster.pilha.callback(falso.fechar)
-        return falso
-    return criar
 
 
 def reiniciar_vazios(cluster, procs, portas):
