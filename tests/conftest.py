@@ -191,7 +191,8 @@ def exigir_console_limpo(*procs):
         assert proc.erro() == "", "%s escreveu em stderr:\n%s" % (proc.nome, proc.erro())
         estranhas = [linha for linha in proc.saida().splitlines()
                      if not any(p.fullmatch(linha) for p in LINHAS_DO_SERVIDOR)]
-        assert not estranhas, "%s imprimiu linhas fora da seção 6: %r" % (proc.nome, estranhas[:5])
+        assert not estranhas, \
+            "%s imprimiu linhas fora da seção 6: %r" % (proc.nome, estranhas[:5])
 
 
 class SeguidorFalso:
@@ -255,10 +256,11 @@ ESPERA_FALSO = 0.1    # fatia do accept() do servidor falso, que confere se deve
 
 
 class ServidorFalso:
-    """Um 'servidor' numa porta que ele mesmo prende, que guarda cada pedido recebido e então, conforme o modo:
-    "fecha" sem responder; "cala" (segura a conexão e nunca responde, como um processo
-    pausado); "erro" (responde ERRO com o texto dado e fecha); "repassa" o pedido ao líder, espera a
-    resposta dele, chama depois_do_lider() e fecha sem responder (o líder gravou e caiu);
+    """Um 'servidor' numa porta que ele mesmo prende, que guarda cada pedido recebido e então,
+    conforme o modo: "fecha" sem responder; "cala" (segura a conexão e nunca responde, como um
+    processo pausado); "erro" (responde ERRO com o texto dado e fecha); "repassa" o pedido ao
+    líder, espera a resposta dele, chama depois_do_lider() e fecha sem responder (o líder
+    gravou e caiu);
     "responde" responde cada pedido da conexão com respostas.pop(0) (um dict)."""
 
     def __init__(self, modo, porta_lider=None, depois_do_lider=None, erro=None, respostas=None):
@@ -297,7 +299,7 @@ class ServidorFalso:
             if self.modo == "responde":
                 self.responder(sock, linha)
             elif self.modo == "erro":
-                sock.sendall(json.dumps({"tipo": "ERRO", "value": self.erro}).encode() + b"\n")
+                sock.sendall(linha_json({"tipo": "ERRO", "value": self.erro}))
                 sock.close()
             elif self.modo == "repassa":
                 with socket.create_connection(("127.0.0.1", self.porta_lider), PRAZO) as lider:
@@ -463,7 +465,8 @@ class ClienteDigitado(Processo):
 
 
 class ClienteAberto(ClienteDigitado):
-    """Cliente.py com o stdin aberto: a pessoa digita uma ação, espera a resposta, digita outra."""
+    """Cliente.py com o stdin aberto: a pessoa digita uma ação, espera a resposta, digita
+    outra."""
 
     def __init__(self, cluster, nome, prefixo=()):
         self.nome = nome
@@ -488,7 +491,8 @@ class ClienteAberto(ClienteDigitado):
         return self.erro().splitlines()
 
     def esperar_respostas(self, quantas):
-        """Espera o total de respostas (linhas da seção 6 mais linhas de stderr) chegar a quantas."""
+        """Espera o total de respostas (linhas da seção 6 mais linhas de stderr) chegar a
+        quantas."""
         def chegaram():
             self.exigir_vivo()
             return len(self.linhas()) + len(self.erros()) >= quantas
