@@ -115,6 +115,16 @@ def test_replication_chega_a_todos_antes_do_put_ok(cluster, cliente):
                  "timestamp": resposta.timestamp}, "PUT_OK antes de %d aplicar" % porta
 
 
+def test_put_no_lider_grava_na_tabela_e_troca_value_e_ts_da_key(cluster):
+    """[5c] O líder grava (key, value, ts) na tabela local; se a key já existe, troca o value
+    e o timestamp (GET direto nele)."""
+    lider = cluster.lider()
+    for ts, valor in ((1, "v1"), (2, "v2")):
+        assert trocar(lider.porta, {"tipo": "PUT", "key": "k", "value": valor})["timestamp"] == ts
+        assert get_direto(lider.porta, "k") == {"tipo": "GET_OK", "key": "k", "value": valor,
+                                                "timestamp": ts}
+
+
 def test_um_contador_global_para_todas_as_keys(cluster, cliente):
     """[5c] Timestamps vêm de um contador só: 1, 2, 3... em qualquer key e qualquer servidor."""
     _, portas = cluster.tres()
