@@ -283,6 +283,8 @@ def test_porta_e_ip_invalidos_sao_perguntados_de_novo_em_portugues(cluster):
     porta = cluster.reservar()
     entrada = "ip.que.nao.existe.invalid\n\n²\n%d\n300.1.2.3\n\n１\n%d\n" % (porta, porta)
     servidor = cluster.iniciar(["Servidor.py"], "interativo", porta, entrada=entrada)
+    # A porta abre antes das perguntas do líder; um GET só é atendido depois de todas.
+    assert get_direto(porta, "k")["tipo"] == "GET_OK"
     assert servidor.erro().splitlines() == [
         "IP inválido: ip.que.nao.existe.invalid não é um endereço conhecido.",
         "Porta inválida: use um número de 1 a 65535.",

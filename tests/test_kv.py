@@ -447,13 +447,14 @@ def test_servidor_pergunta_com_padroes_e_repete_resposta_invalida(cluster):
         # IP (Enter), porta inválida, porta em uso, porta livre; líder: Enter e a porta livre.
         entrada = "\nabc\n%d\n%d\n\n%d\n" % (em_uso, porta, porta)
         proc = cluster.iniciar(["Servidor.py"], "interativo", porta, entrada=entrada)
+    # A porta abre antes das perguntas do líder; um PUT só é atendido depois de todas.
+    assert trocar(porta, {"tipo": "PUT", "key": "k", "value": "v"})["timestamp"] == 1
     assert proc.erro().splitlines() == [
         "Porta inválida: use um número de 1 a 65535.",
         "Não foi possível abrir 127.0.0.1:%d: porta em uso." % em_uso]
     # A ordem das perguntas: três vezes a porta, e só então o líder, uma vez.
     assert proc.saida().startswith("IP [127.0.0.1]: " + "Porta [10097]: " * 3
                                    + "IP do líder [127.0.0.1]: Porta do líder [10097]: ")
-    assert trocar(porta, {"tipo": "PUT", "key": "k", "value": "v"})["timestamp"] == 1
 
 
 @pytest.mark.parametrize("args, mensagem", [
