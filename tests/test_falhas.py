@@ -414,10 +414,16 @@ def test_linhas_na_fila_saem_antes_de_um_fim_limpo(cluster):
         for _ in keys:
             assert respostas.readline()
     lido = []
-    leitor = threading.Thread(target=lambda: lido.append(lider.stdout.read()), daemon=True)
+    volta = threading.Event()
+
+    def ler():
+        volta.wait(PRAZO)
+        lido.append(lider.stdout.read())
+    leitor = threading.Thread(target=ler, daemon=True)
+    leitor.start()
     lider.send_signal(signal.SIGINT)
     # O console volta logo (milissegundos, bem dentro do 1 s que o servidor espera por ele).
-    leitor.start()
+    volta.set()
     assert lider.wait(PRAZO) == 0
     leitor.join(PRAZO)
     linhas = lido[0].decode("utf-8").splitlines()
