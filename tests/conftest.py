@@ -333,7 +333,10 @@ class ServidorFalso:
 class Processo:
     """Um Servidor.py (ou Cliente.py) rodando, com stdout e stderr em arquivos."""
 
-    def __init__(self, args, pasta, nome, entrada=None, porta=None, ip="127.0.0.1"):
+    def __init__(self, args, pasta, nome, entrada=None, porta=None, ip="127.0.0.1", antes=None,
+                 prefixo=()):
+        """antes: função que o filho roda antes do Python (preexec_fn; só POSIX); prefixo: o
+        comando que roda o Python (p. ex. ip netns exec NOME)."""
         self.nome = nome
         self.porta = porta
         self.ip = ip
@@ -345,8 +348,8 @@ class Processo:
         # Arquivos, não PIPE: um pipe cheio travaria o print do servidor.
         with open(self.caminho_saida, "wb") as saida, open(self.caminho_erro, "wb") as erro:
             self.popen = subprocess.Popen(
-                [sys.executable, "-u"] + args, cwd=RAIZ, stdout=saida, stderr=erro,
-                env=AMBIENTE_FILHO,
+                list(prefixo) + [sys.executable, "-u"] + args, cwd=RAIZ, stdout=saida,
+                stderr=erro, env=AMBIENTE_FILHO, preexec_fn=antes,
                 stdin=subprocess.PIPE if entrada is not None else subprocess.DEVNULL)
         if entrada is not None:
             self.popen.stdin.write(entrada.encode("utf-8"))
@@ -569,12 +572,13 @@ class Cluster:
 
     # ---- processos
 
-    def iniciar(self, args, nome, porta, entrada=None, ip="127.0.0.1", esperar_porta=True):
+    def iniciar(self, args, nome, porta, entrada=None, ip="127.0.0.1", esperar_porta=True,
+                antes=None):
         """Um Servidor.py (args) que abre porta; com esperar_porta, pronto quando a porta aceita
         conexões. Devolve o Processo, ou None se ele saiu dizendo "porta em uso"."""
         self.contagem += 1
         proc = Processo(args, self.pasta, "%s%d-%d" % (nome, self.contagem, porta), entrada,
-                        porta=porta, ip=ip)
+                        porta=porta, ip=ip, antes=antes)
         proc.cluster = self
         self.pilha.callback(proc.terminar)
         if not esperar_porta:
@@ -591,10 +595,11 @@ class Cluster:
         return proc
 
     def servidor(self, porta=None, porta_lider=None, *extras, ip="127.0.0.1",
-                 ip_lider="127.0.0.1", prefixo=(), esperar_porta=True):
+                 ip_lider="127.0.0.1", opcoes_python=(), esperar_porta=True, antes=None):
         """Um Servidor.py com --detalhes. porta None: a fábrica escolhe (e tenta outra se a
-        escolhida estiver em uso); porta_lider None: ele é o líder. prefixo vai antes de
-        Servidor.py (ex.: ["-c", código]), extras depois dos quatro valores."""
+        escolhida estiver em uso); porta_lider None: ele é o líder. opcoes_python vão antes de
+        Servidor.py (ex.: ["-c", código]), extras depois dos quatro valores; antes: função que
+        o filho roda antes do Python (preexec_fn; só POSIX)."""
         escolhida = porta is None
         for _ in range(20):
             if escolhida:
@@ -602,9 +607,10 @@ class Cluster:
             else:
                 self.prender(porta, ip)   # um reinício: ninguém a toma até ele abrir
             lider = porta if porta_lider is None else porta_lider
-            args = list(prefixo) + ["Servidor.py", ip, str(porta), ip_lider, str(lider),
-                                    "--detalhes"] + list(extras)
-            proc = self.iniciar(args, "servidor", porta, ip=ip, esperar_porta=esperar_porta)
+            args = list(opcoes_python) + ["Servidor.py", ip, str(porta), ip_lider, str(lider),
+                                          "--detalhes"] + list(extras)
+            proc = self.iniciar(args, "servidor", porta, ip=ip, esperar_porta=esperar_porta,
+                                antes=antes)
             if proc is not None:
                 return proc
             if not escolhida:
@@ -617,22 +623,23 @@ class Cluster:
     def seguidor(self, porta_lider, *extras, **opcoes):
         return self.servidor(None, porta_lider, *extras, **opcoes)
 
-    def tres(self, atraso=None, extras_lider=()):
+    def tres(self, atraso=None, extras_lider=(), antes=None):
         """Líder e dois seguidores já unidos ao líder (o segundo com --atraso-replicacao
         atraso, se dado); devolve (procs, portas)."""
-        lider = self.lider(*extras_lider)
+        lider = self.lider(*extras_lider, antes=antes)
         extras = [] if atraso is None else ["--atraso-replicacao", str(atraso)]
-        procs = [lider, self.seguidor(lider.porta), self.seguidor(lider.porta, *extras)]
+        procs = [lider, self.seguidor(lider.porta, antes=antes),
+                 self.seguidor(lider.porta, *extras, antes=antes)]
         for proc in procs[1:]:
             esperar_unido(lider, proc.porta)
         for proc in procs:
             proc.marcar()
         return procs, [proc.porta for proc in procs]
 
-    def cliente(self, entrada, prefixo=()):
+    def cliente(self, entrada, opcoes_python=()):
         """Cliente.py com a entrada dada já escrita no stdin (fecha no fim: EOF)."""
         self.contagem += 1
-        proc = ClienteDigitado(list(prefixo) + ["Cliente.py"], self.pasta,
+        proc = ClienteDigitado(list(opcoes_python) + ["Cliente.py"], self.pasta,
                                "cliente%d" % self.contagem, entrada)
         self.pilha.callback(proc.terminar)
         return proc

@@ -735,10 +735,12 @@ def esperar_replicacao_enviada(lider, rapido, lento, key, valor, sock_do_put):
     assert not select.select([sock_do_put], [], [], 0)[0], "o PUT terminou sem esperar o lento"
 
 
-def tres_com_um_dormindo(cluster, prefixo_lider=(), prefixo_lento=()):
-    """Líder, seguidor lento (--atraso-replicacao 30) e, depois dele, um rápido; todos unidos."""
-    lider = cluster.lider(prefixo=prefixo_lider)
-    lento = cluster.seguidor(lider.porta, "--atraso-replicacao", "30", prefixo=prefixo_lento)
+def tres_com_um_dormindo(cluster, opcoes_lider=(), opcoes_lento=()):
+    """Líder, seguidor lento (--atraso-replicacao 30) e, depois dele, um rápido; todos unidos.
+    opcoes_*: as opções do Python de cada um (COMO_NO_WINDOWS)."""
+    lider = cluster.lider(opcoes_python=opcoes_lider)
+    lento = cluster.seguidor(lider.porta, "--atraso-replicacao", "30",
+                             opcoes_python=opcoes_lento)
     esperar_unido(lider, lento.porta)
     rapido = cluster.seguidor(lider.porta)
     esperar_unido(lider, rapido.porta)
@@ -748,7 +750,7 @@ def tres_com_um_dormindo(cluster, prefixo_lider=(), prefixo_lento=()):
 @so_posix
 def test_ctrl_c_no_lider_com_clientes_e_seguidor_dormindo(cluster):
     """[5b] Ctrl+C no líder com clientes e um seguidor dormindo na replicação: fim na hora."""
-    lider, lento, rapido = tres_com_um_dormindo(cluster, prefixo_lider=["-c", COMO_NO_WINDOWS])
+    lider, lento, rapido = tres_com_um_dormindo(cluster, opcoes_lider=["-c", COMO_NO_WINDOWS])
     conexoes = [conectar(lider.porta) for _ in range(5)]
     try:
         conexoes[0][0].sendall(b'{"tipo":"GET","key"')                      # pela metade
@@ -763,7 +765,7 @@ def test_ctrl_c_no_lider_com_clientes_e_seguidor_dormindo(cluster):
 @so_posix
 def test_ctrl_c_no_seguidor_dormindo_numa_replicacao(cluster):
     """[5d] Ctrl+C no seguidor dormindo numa replicação, com clientes conectados: fim na hora."""
-    lider, lento, rapido = tres_com_um_dormindo(cluster, prefixo_lento=["-c", COMO_NO_WINDOWS])
+    lider, lento, rapido = tres_com_um_dormindo(cluster, opcoes_lento=["-c", COMO_NO_WINDOWS])
     conexoes = [conectar(lento.porta) for _ in range(3)]
     put = conectar(lider.porta)
     try:
