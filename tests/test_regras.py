@@ -16,7 +16,7 @@ from conftest import (PRAZO, RAIZ, Mensagem, linha_json, recursos, recursos_em_r
 ARQUIVOS = {"Servidor.py": "Servidor", "Cliente.py": "Cliente", "Mensagem.py": "Mensagem"}
 # Biblioteca padrão, e nada que faça parte do trabalho (socketserver, asyncio, http.server...).
 PERMITIDOS = {"socket", "threading", "json", "random", "sys", "time", "os", "errno", "select",
-              "collections", "Mensagem"}
+              "ipaddress", "collections", "Mensagem"}
 MARCADORES = {"Cliente.py": ["[4a]", "[4b]", "[4c]"],
               "Servidor.py": ["[5a]", "[5b]", "[5c]", "[5d]", "[5e]", "[5f]", "[threads]"]}
 
