@@ -120,6 +120,7 @@ def test_seguidor_pausado_e_par_que_nao_confirma_sao_retirados_e_voltam(cluster,
     falso = SeguidorFalso(portas[0], "127.0.0.1:1")
     assert falso.resposta()["tipo"] == "JOIN_OK"
     falso.confirmar()
+    esperar_unido(lider, 1)   # no conjunto antes do PUT: ele espera os dois
     try:
         pausado.popen.send_signal(signal.SIGSTOP)
         inicio = time.monotonic()
