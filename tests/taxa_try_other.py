@@ -1,4 +1,4 @@
-"""Quantas vezes a receita do README mostra TRY_OTHER_SERVER_OR_LATER? Não faz parte da suíte.
+"""Quantas vezes a receita do README mostra TRY_OTHER_SERVER_OR_LATER?
 
 A receita (README, "Como mostrar TRY_OTHER_SERVER_OR_LATER de verdade", e relatorio/demo.py):
 o seguidor 10099 sobe com --atraso-replicacao 30; o cliente A faz um PUT de uma key; enquanto
@@ -17,10 +17,14 @@ antes de A imprimir o PUT_OK daquela key.
 
     python tests/taxa_try_other.py                 # N = 200, ~11 min
     python tests/taxa_try_other.py -n 50 --gets 5  # outra receita, para comparar
+
+A suíte roda poucas tentativas desta mesma receita, mais depressa, e confere a taxa medida com a
+conta (tests/test_suite_taxa_try_other.py); aqui são muitas, para o número do README.
 """
 
 import argparse
 import os
+import random
 import re
 import socket
 import subprocess
@@ -42,12 +46,6 @@ GETS = 12
 LINHA_TRY = re.compile(r"GET key: (\S+) value: TRY_OTHER_SERVER_OR_LATER obtido do servidor")
 LINHA_GET = re.compile(r"GET key: (\S+) value: (.*) obtido do servidor \S+:(\d+), meu timestamp")
 LINHA_PUT_OK = re.compile(r"PUT_OK key: (\S+) value ")
-
-
-def porta_livre():
-    with socket.socket() as s:
-        s.bind((IP, 0))
-        return s.getsockname()[1]
 
 
 def aceita(porta):
@@ -96,6 +94,19 @@ class Programa:
                     return None
                 self.mudou.wait(restante)
 
+    def fim(self):
+        """Fecha o stdin (a pessoa parou de digitar): o programa sai sozinho. Devolve (código de
+        saída, stderr)."""
+        try:
+            self.popen.stdin.close()
+        except OSError:
+            pass  # o programa já saiu: o pipe está quebrado
+        try:
+            self.popen.wait(PRAZO)
+        except subprocess.TimeoutExpired:
+            self.encerrar()
+        return self.popen.returncode, ler_erro(self)
+
     def encerrar(self):
         if self.popen.poll() is None:
             self.popen.terminate()
@@ -106,20 +117,31 @@ class Programa:
                 self.popen.wait(5)
 
 
+def subir_servidor(porta_lider, *extras):
+    """Um Servidor.py numa porta ao acaso (outra, se ela estiver em uso: o servidor sai com
+    código 2); porta_lider None: ele é o líder. Devolve (programa, porta), já aceitando."""
+    while True:
+        porta = random.randrange(20000, 32000)
+        lider = porta if porta_lider is None else porta_lider
+        programa = Programa(["Servidor.py", IP, str(porta), IP, str(lider)] + list(extras))
+        limite = time.monotonic() + PRAZO
+        while not aceita(porta):
+            if programa.popen.poll() is not None or time.monotonic() > limite:
+                break
+            time.sleep(0.05)
+        else:
+            return programa, porta
+        programa.encerrar()
+        if programa.popen.returncode != 2:
+            raise SystemExit("o servidor não subiu:\n%s" % ler_erro(programa))
+
+
 def subir(atraso):
     """Líder, seguidor rápido e seguidor lento; devolve (programas, portas) com todos prontos."""
-    portas = [porta_livre() for _ in range(3)]
-    lider = [IP, str(portas[0])]
-    servidores = [Programa(["Servidor.py", IP, str(portas[0])] + lider),
-                  Programa(["Servidor.py", IP, str(portas[1])] + lider),
-                  Programa(["Servidor.py", IP, str(portas[2])] + lider
-                           + ["--atraso-replicacao", "%g" % atraso])]
-    limite = time.monotonic() + PRAZO
-    while not all(aceita(p) for p in portas):
-        if time.monotonic() > limite or any(s.popen.poll() is not None for s in servidores):
-            raise SystemExit("os servidores não subiram")
-        time.sleep(0.05)
-    return servidores, portas
+    lider, porta_lider = subir_servidor(None)
+    rapido, porta_rapido = subir_servidor(porta_lider)
+    lento, porta_lento = subir_servidor(porta_lider, "--atraso-replicacao", "%g" % atraso)
+    return [lider, rapido, lento], [porta_lider, porta_rapido, porta_lento]
 
 
 def iniciar_cliente(portas):
@@ -129,7 +151,8 @@ def iniciar_cliente(portas):
 
 
 def tentativa(a, b, key, escala, gets):
-    """Uma rodada da receita; devolve (acertou, GETs de B até o TRY, servidores que B sorteou)."""
+    """Uma rodada da receita; devolve (acertou, GETs de B até o TRY, servidores que B sorteou,
+    segundos até o TRY, segundos até o PUT_OK, GETs de B respondidos antes do PUT_OK)."""
     atraso = ATRASO / escala
     inicio = time.monotonic()
     a.digitar("PUT", key, "v")
@@ -151,15 +174,39 @@ def tentativa(a, b, key, escala, gets):
             break
         time.sleep(0.05)
     sorteados = [LINHA_GET.search(linha).group(3) for _, linha in respostas]
+    # Os GETs de B respondidos antes do PUT_OK de A: só neles o TRY pode aparecer.
+    antes = len([hora for hora, _ in respostas if hora < put_ok[0]])
     for n, (hora, linha) in enumerate(respostas, 1):
         if LINHA_TRY.search(linha):
-            return hora < put_ok[0], n, sorteados, hora - inicio, put_ok[0] - inicio
-    return False, None, sorteados, None, put_ok[0] - inicio
+            return hora < put_ok[0], n, sorteados, hora - inicio, put_ok[0] - inicio, antes
+    return False, None, sorteados, None, put_ok[0] - inicio, antes
 
 
 def ler_erro(programa):
     programa.erro.seek(0)
     return programa.erro.read().decode("utf-8", "replace")
+
+
+def rodadas(portas, n, escala, gets, mostrar=None):
+    """n tentativas da receita com os servidores em portas (o lento por último), cada uma com
+    a sua key; devolve (tentativas, fins): o que tentativa() devolveu em cada uma, e (código de
+    saída, stderr) dos clientes A e B no fim. mostrar(i, tentativa) é chamado a cada uma."""
+    a = iniciar_cliente(portas)
+    b = iniciar_cliente(portas)
+    resultados = []
+    try:
+        # Como na demonstração, os servidores já estão de pé há um tempo: um PUT antes das
+        # tentativas garante os dois seguidores unidos ao líder (o PUT_OK espera o lento também).
+        a.digitar("PUT", "aquecimento", "v")
+        if a.esperar(LINHA_PUT_OK, "aquecimento", ATRASO / escala + PRAZO) is None:
+            raise SystemExit("o PUT de aquecimento não terminou:\n%s" % ler_erro(a))
+        for i in range(1, n + 1):
+            resultados.append(tentativa(a, b, "k%d" % i, escala, gets))
+            if mostrar is not None:
+                mostrar(i, resultados[-1])
+    finally:
+        fins = [a.fim(), b.fim()]
+    return resultados, fins
 
 
 def principal(argumentos):
@@ -174,29 +221,22 @@ def principal(argumentos):
                                             opcoes.gets, INTERVALO / opcoes.escala,
                                             opcoes.escala), flush=True)
     servidores, portas = subir(ATRASO / opcoes.escala)
-    a = iniciar_cliente(portas)
-    b = iniciar_cliente(portas)
-    # Como na demonstração, os servidores já estão de pé há um tempo: um PUT antes das
-    # tentativas garante os dois seguidores unidos ao líder (o PUT_OK espera o lento também).
-    a.digitar("PUT", "aquecimento", "v")
-    if a.esperar(LINHA_PUT_OK, "aquecimento", ATRASO / opcoes.escala + PRAZO) is None:
-        raise SystemExit("o PUT de aquecimento não terminou:\n%s" % ler_erro(a))
-    acertos = 0
+    lento = str(portas[2])
     posicoes = {}
+
+    def mostrar(i, resultado):
+        acertou, n, sorteados, quando, fim, _ = resultado
+        posicoes[n if acertou else "falhou"] = posicoes.get(n if acertou else "falhou", 0) + 1
+        print("%3d: %s  sorteio de B: %s  (PUT_OK em %.1f s%s)"
+              % (i, "TRY no GET %d" % n if acertou else "sem TRY    ",
+                 "".join("L" if p == lento else "r" for p in sorteados), fim,
+                 ", TRY em %.1f s" % quando if quando is not None else ""), flush=True)
     try:
-        for i in range(1, opcoes.n + 1):
-            acertou, n, sorteados, quando, fim = tentativa(a, b, "k%d" % i, opcoes.escala,
-                                                          opcoes.gets)
-            acertos += acertou
-            posicoes[n if acertou else "falhou"] = posicoes.get(n if acertou else "falhou", 0) + 1
-            lento = str(portas[2])
-            print("%3d: %s  sorteio de B: %s  (PUT_OK em %.1f s%s)"
-                  % (i, "TRY no GET %d" % n if acertou else "sem TRY    ",
-                     "".join("L" if p == lento else "r" for p in sorteados), fim,
-                     ", TRY em %.1f s" % quando if quando is not None else ""), flush=True)
+        resultados, _ = rodadas(portas, opcoes.n, opcoes.escala, opcoes.gets, mostrar)
     finally:
-        for programa in [a, b] + servidores:
+        for programa in servidores:
             programa.encerrar()
+    acertos = sum(r[0] for r in resultados)
     print("\nTRY_OTHER_SERVER_OR_LATER dentro da espera do PUT: %d de %d tentativas (%.1f%%)"
           % (acertos, opcoes.n, 100.0 * acertos / opcoes.n))
     print("Em que GET de B o TRY apareceu: %s"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import PRAZO, RAIZ, Cliente, enderecos, esperar, porta_livre, trocar
+from conftest import RAIZ, Cliente, enderecos, esperar, trocar
 
 try:
     import resource
@@ -165,8 +165,8 @@ def test_servidor_no_limite_de_descritores_fecha_a_nova_e_serve_as_outras(cluste
     """[5b] Um servidor com só 64 descritores: quando acabam, a conexão nova é fechada na hora
     (o cliente tenta outro servidor), as abertas seguem respondendo, e ele volta a aceitar
     quando algumas fecham."""
-    porta = porta_livre()
-    lider = cluster.servidor(porta, porta, antes=limite_de_descritores(64))
+    lider = cluster.lider(antes=limite_de_descritores(64))
+    porta = lider.porta
     abertas = encher_de_conexoes(porta)
     assert len(abertas) > 20
     abertas[0].sendall(linha({"tipo": "GET", "key": "k", "timestamp": 0}))

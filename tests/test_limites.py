@@ -13,18 +13,12 @@ import time
 
 import pytest
 
-from conftest import PRAZO, Mensagem, esperar, esperar_unido, porta_livre, trocar
-from Servidor import Servidor
-
-so_posix = pytest.mark.skipif(os.name != "posix", reason="pausa processos com SIGSTOP")
+from conftest import PRAZO, Mensagem, esperar, lider_em_memoria, so_posix, trocar
 
 
-def lider_em_memoria(tmp_path):
-    """Um Servidor líder com --dados, sem porta nem threads, para chamar os métodos direto."""
-    porta = porta_livre()
-    servidor = Servidor("127.0.0.1", porta, "127.0.0.1", porta, prazo_replicacao=1.0,
-                        dados=str(tmp_path / "dados"))
-    servidor.historia_ouvida.set()   # já ouviu a história: o PUT não espera
+def lider_do_disco(tmp_path):
+    """Um líder em memória com --dados em tmp_path, já recuperado do disco (e compactado)."""
+    servidor = lider_em_memoria(tmp_path)
     servidor.recuperar_registro()
     return servidor
 
@@ -82,11 +76,11 @@ def test_gravacao_que_falha_deixa_o_registro_como_estava(tmp_path, monkeypatch, 
     """[5c] Com --dados, logo depois de uma compactação (na subida, e no meio do serviço) uma
     gravação falha (disco cheio, EIO, fsync): esse PUT recebe ERRO, o seguinte é guardado, e
     o líder volta da pasta com todo PUT confirmado, sem o que falhou e sem linha estragada."""
-    servidor = lider_em_memoria(tmp_path)
+    servidor = lider_do_disco(tmp_path)
     assert put_direto(servidor, "a", "1").tipo == Mensagem.PUT_OK
     assert put_direto(servidor, "b", "2").tipo == Mensagem.PUT_OK
     servidor.registro.close()
-    servidor = lider_em_memoria(tmp_path)   # a subida compacta: o registro fica vazio
+    servidor = lider_do_disco(tmp_path)   # a subida compacta: o registro fica vazio
     arquivo = servidor.registro
     servidor.fsync = modo == "fsync"
     disco = servidor.registro = DiscoQueFalha(arquivo, modo, volta_falha, monkeypatch)
@@ -104,7 +98,7 @@ def test_gravacao_que_falha_deixa_o_registro_como_estava(tmp_path, monkeypatch, 
     arquivo.close()
     with open(os.path.join(str(tmp_path), "dados", "registro"), "rb") as f:
         assert b"\0" not in f.read()
-    depois = lider_em_memoria(tmp_path)
+    depois = lider_do_disco(tmp_path)
     assert depois.tabela == confirmados
     assert depois.contador >= resposta.timestamp
     depois.registro.close()
@@ -126,9 +120,9 @@ def test_disco_cheio_de_verdade_nao_impede_o_lider_de_voltar(cluster, tmp_path):
                       stderr=subprocess.DEVNULL).returncode != 0:
         pytest.skip("este sistema não deixa montar um tmpfs")
     try:
-        porta = porta_livre()
         pasta = str(disco / "dados")
-        lider = cluster.servidor(porta, porta, "--dados", pasta)
+        lider = cluster.lider("--dados", pasta)
+        porta = lider.porta
         assert trocar(porta, {"tipo": "PUT", "key": "a", "value": "1"})["tipo"] == "PUT_OK"
         lider.matar()
         lider = cluster.servidor(porta, porta, "--dados", pasta)   # a subida compacta
@@ -169,9 +163,8 @@ FORJADA = "Enviando PUT_OK ao Cliente 6.6.6.6:6 da key:FORJADA ts:999"
 def test_origem_de_put_que_nao_e_endereco_recebe_erro(cluster, origem):
     """[5c] A origem de um PUT (o cliente que o seguidor atendeu) tem de ser "ip:porta":
     qualquer outra coisa recebe ERRO e não aparece no console do líder."""
-    porta = porta_livre()
-    lider = cluster.servidor(porta, porta)
-    resposta = trocar(porta, {"tipo": "PUT", "key": "k", "value": "v", "origem": origem})
+    lider = cluster.lider()
+    resposta = trocar(lider.porta, {"tipo": "PUT", "key": "k", "value": "v", "origem": origem})
     assert resposta["tipo"] == "ERRO" and "origem" in resposta["value"], resposta
     linhas = lider.linhas_agora()
     assert linhas == [], linhas
@@ -189,19 +182,16 @@ def test_origem_ipv6_de_um_put_encaminhado_e_aceita(cluster):
 @pytest.mark.parametrize("origem", ["a\nb:5", "maquina exemplo:5", "maquina:porta"])
 def test_origem_de_join_que_nao_e_endereco_recebe_erro(cluster, origem):
     """A origem de um JOIN é "ip:porta" ou "nome:porta"; outra coisa recebe ERRO."""
-    porta = porta_livre()
-    cluster.servidor(porta, porta)
-    resposta = trocar(porta, {"tipo": "JOIN", "origem": origem, "timestamp": 0})
+    resposta = trocar(cluster.lider().porta, {"tipo": "JOIN", "origem": origem, "timestamp": 0})
     assert resposta["tipo"] == "ERRO" and "origem" in resposta["value"], resposta
 
 
 def test_erro_do_lider_no_join_e_escapado_no_console_do_seguidor(cluster):
     """Um líder (falso) recusa o JOIN com um ERRO de várias linhas: o seguidor o mostra numa
     linha só, escapado, e nunca escreve uma linha que o líder inventou."""
-    porta_lider, porta = porta_livre(), porta_livre()
-    ouvinte = socket.create_server(("127.0.0.1", porta_lider))
+    ouvinte = socket.create_server(("127.0.0.1", 0))   # o líder falso; a porta, o sistema dá
     ouvinte.settimeout(PRAZO)
-    seguidor = cluster.servidor(porta, porta_lider)
+    seguidor = cluster.seguidor(ouvinte.getsockname()[1])
     sock, _ = ouvinte.accept()
     with sock:
         sock.settimeout(PRAZO)
@@ -315,10 +305,9 @@ def test_join_de_tabela_grande_sai_logo_depois_do_connect(cluster):
     """[5f] Um seguidor com 1 milhão de keys perde o canal e volta: os primeiros bytes do JOIN
     chegam logo depois do connect (ele monta a linha antes), e não depois de codificar a
     tabela (~1 s), que deixaria um líder recém-subido dar timestamps sem ouvi-lo."""
-    porta_lider, porta = porta_livre(), porta_livre()
-    ouvinte = socket.create_server(("127.0.0.1", porta_lider))
+    ouvinte = socket.create_server(("127.0.0.1", 0))   # o líder falso; a porta, o sistema dá
     ouvinte.settimeout(PRAZO)
-    seguidor = cluster.servidor(porta, porta_lider)
+    seguidor = cluster.seguidor(ouvinte.getsockname()[1])
     sock, _ = ouvinte.accept()
     with sock:
         sock.settimeout(PRAZO)

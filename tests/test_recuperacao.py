@@ -14,18 +14,16 @@ import time
 
 import pytest
 
-from conftest import (PRAZO, Processo, aceita_conexao, enderecos, esperar, esperar_unido,
-                      porta_livre, trocar)
+from conftest import (PRAZO, SeguidorFalso, enderecos, esperar, esperar_unido, get_direto,
+                      join_falso, lider_em_memoria, linha_json, so_posix, trocar)
 from Cliente import Cliente
 from Mensagem import Mensagem
 from Servidor import Servidor
 
 ESCRITORES = 8
-so_posix = pytest.mark.skipif(os.name != "posix", reason="Ctrl+C e pausa por sinais POSIX")
-
-
-def get(porta, key, timestamp=0):
-    return trocar(porta, {"tipo": "GET", "key": key, "timestamp": timestamp})
+# O prazo de replicação do teste da regra de dois seguidores vazios: um PUT que esperasse o
+# JOIN que segue chegando levaria isto; o PUT certo leva ~1 s (dois seguidores subindo).
+PRAZO_DA_HISTORIA = 30
 
 
 def exigir_tudo_em_todos(portas, confirmados):
@@ -33,10 +31,10 @@ def exigir_tudo_em_todos(portas, confirmados):
     igual ou maior (uma fusão refaz as escritas do líder novo acima do contador do seguidor),
     e todos os servidores respondem igual. Espera os seguidores que refazem o JOIN."""
     def iguais():
-        return all(len({json.dumps(get(p, key)) for p in portas}) == 1 for key in confirmados)
+        return all(len({json.dumps(get_direto(p, key)) for p in portas}) == 1 for key in confirmados)
     esperar(iguais, motivo="os servidores terem a mesma tabela")
     for key, (value, ts) in confirmados.items():
-        resposta = get(portas[0], key)
+        resposta = get_direto(portas[0], key)
         assert (resposta["tipo"], resposta["value"]) == ("GET_OK", value), (key, resposta)
         assert resposta["timestamp"] >= ts, (key, ts, resposta)
 
@@ -44,9 +42,7 @@ def exigir_tudo_em_todos(portas, confirmados):
 def tabela_do_lider(porta):
     """A tabela inteira do líder, pelo snapshot que ele manda a um JOIN (que não confirma e
     não traz nada: o líder não funde nada e não o põe no conjunto)."""
-    with socket.create_connection(("127.0.0.1", porta), timeout=PRAZO) as sock:
-        sock.sendall(json.dumps({"tipo": "JOIN", "origem": "127.0.0.1:1"}).encode() + b"\n")
-        resposta = json.loads(sock.makefile("rb").readline())
+    resposta = join_falso(porta)
     assert resposta["tipo"] == "JOIN_OK", resposta
     return {key: tuple(entrada) for key, entrada in resposta["dados"].items()}, \
         resposta["timestamp"]
@@ -159,9 +155,9 @@ def test_dados_kill_9_nos_tres_e_volta_em_qualquer_ordem(cluster, tmp_path, orde
     """[5c] Com --dados, kill -9 nos três ao mesmo tempo: voltando em qualquer ordem, nada
     confirmado se perde e o ts continua de onde parou."""
     pasta = str(tmp_path / "dados")
-    portas = [porta_livre() for _ in range(3)]
-    procs = [cluster.servidor(portas[0], portas[0], "--dados", pasta)]
-    procs += [cluster.servidor(porta, portas[0]) for porta in portas[1:]]
+    procs = [cluster.lider("--dados", pasta)]
+    procs += [cluster.seguidor(procs[0].porta) for _ in range(2)]
+    portas = [proc.porta for proc in procs]
     for porta in portas[1:]:
         esperar_unido(procs[0], porta)
     cliente = Cliente()
@@ -174,37 +170,33 @@ def test_dados_kill_9_nos_tres_e_volta_em_qualquer_ordem(cluster, tmp_path, orde
     for proc in procs:
         proc.popen.kill()
     for proc in procs:
-        proc.popen.wait(PRAZO)
+        proc.matar()   # já morto: espera e prende a porta até a volta
     if ordem == "lider_primeiro":
-        lider = cluster.servidor(portas[0], portas[0], "--dados", pasta)
+        lider = cluster.servidor(portas[0], None, "--dados", pasta)
     for porta in portas[1:]:
         cluster.servidor(porta, portas[0])
     if ordem == "seguidores_primeiro":
-        lider = cluster.servidor(portas[0], portas[0], "--dados", pasta)
+        lider = cluster.servidor(portas[0], None, "--dados", pasta)
     for porta in portas[1:]:
         esperar_unido(lider, porta)
     exigir_tudo_em_todos(portas, confirmados)
     assert trocar(portas[1], {"tipo": "PUT", "key": "k", "value": "v"})["timestamp"] == 61
 
 
-def registro_com_puts(tmp_path, quantos):
-    """Sobe um líder com --dados, grava quantos PUTs e o mata (kill -9); devolve (pasta, porta)."""
-    pasta, porta = str(tmp_path / "dados"), porta_livre()
-    lider = Processo(["Servidor.py", "127.0.0.1", str(porta), "127.0.0.1", str(porta),
-                      "--dados", pasta], str(tmp_path), "antes")
-    try:
-        esperar(lambda: lider.exigir_vivo() or aceita_conexao(porta), motivo="abrir a porta")
-        for i in range(quantos):
-            assert trocar(porta, {"tipo": "PUT", "key": "k%d" % (i % 7),
-                                  "value": "v%d" % i})["timestamp"] == i + 1
-    finally:
-        lider.matar()
-    return pasta, porta
+def registro_com_puts(cluster, tmp_path, quantos):
+    """Sobe um líder com --dados, grava quantos PUTs e o mata (kill -9); devolve a pasta."""
+    pasta = str(tmp_path / "dados")
+    lider = cluster.lider("--dados", pasta)
+    for i in range(quantos):
+        assert trocar(lider.porta, {"tipo": "PUT", "key": "k%d" % (i % 7),
+                                    "value": "v%d" % i})["timestamp"] == i + 1
+    lider.matar()
+    return pasta
 
 
 def registro_escrito(tmp_path, quantos):
     """Uma pasta de --dados como a que o líder deixa depois de quantos PUTs e um kill -9:
-    snapshot vazio e uma linha REPLICATION por PUT. Devolve (pasta, porta livre)."""
+    snapshot vazio e uma linha REPLICATION por PUT. Devolve a pasta."""
     pasta = tmp_path / "dados"
     pasta.mkdir()
     (pasta / "snapshot").write_bytes(Mensagem(Mensagem.JOIN_OK, dados={}, timestamp=0)
@@ -212,38 +204,30 @@ def registro_escrito(tmp_path, quantos):
     (pasta / "registro").write_bytes(b"".join(
         Mensagem(Mensagem.REPLICATION, key="k%d" % (i % 7), value="v%d" % i,
                  timestamp=i + 1).para_linha() for i in range(quantos)))
-    return str(pasta), porta_livre()
+    return str(pasta)
 
 
-def subir_lider(tmp_path, pasta, porta, nome):
-    return Processo(["Servidor.py", "127.0.0.1", str(porta), "127.0.0.1", str(porta),
-                     "--dados", pasta], str(tmp_path), nome, porta=porta)
-
-
-def test_ultima_linha_cortada_e_descartada_com_um_aviso(tmp_path):
+def test_ultima_linha_cortada_e_descartada_com_um_aviso(cluster, tmp_path):
     """[5c] Uma queda no meio da gravação deixa a última linha pela metade: ela é descartada
     com uma linha em stderr, e o resto volta inteiro."""
-    pasta, porta = registro_escrito(tmp_path, 10)
+    pasta = registro_escrito(tmp_path, 10)
     with open(os.path.join(pasta, "registro"), "ab") as registro:
         registro.write(b'{"tipo":"REPLICATION","key":"k0","value":"meia')
-    lider = subir_lider(tmp_path, pasta, porta, "depois")
-    try:
-        esperar(lambda: lider.exigir_vivo() or aceita_conexao(porta), motivo="abrir a porta")
-        assert get(porta, "k2") == {"tipo": "GET_OK", "key": "k2", "value": "v9",
-                                    "timestamp": 10}
-        assert trocar(porta, {"tipo": "PUT", "key": "n", "value": "v"})["timestamp"] == 11
-        lider.sincronizar()   # o aviso veio antes desta linha, pela mesma fila do console
-        erros = lider.erro().splitlines()
-        assert len(erros) == 1 and "última linha cortada" in erros[0], erros
-    finally:
-        lider.terminar()
+    lider = cluster.lider("--dados", pasta)
+    porta = lider.porta
+    assert get_direto(porta, "k2") == {"tipo": "GET_OK", "key": "k2", "value": "v9",
+                                       "timestamp": 10}
+    assert trocar(porta, {"tipo": "PUT", "key": "n", "value": "v"})["timestamp"] == 11
+    lider.sincronizar()   # o aviso veio antes desta linha, pela mesma fila do console
+    erros = lider.erro().splitlines()
+    assert len(erros) == 1 and "última linha cortada" in erros[0], erros
 
 
 @pytest.mark.parametrize("estrago", ["linha_do_meio", "tipo_errado", "snapshot"])
-def test_registro_danificado_para_o_servidor_com_mensagem_clara(tmp_path, estrago):
+def test_registro_danificado_para_o_servidor_com_mensagem_clara(cluster, tmp_path, estrago):
     """[5c] Dano que não é a última linha cortada: o servidor não sobe (código 2), diz o
     arquivo e a linha, e não apaga nada."""
-    pasta, porta = registro_escrito(tmp_path, 10)
+    pasta = registro_escrito(tmp_path, 10)
     caminho = os.path.join(pasta, "snapshot" if estrago == "snapshot" else "registro")
     with open(caminho, "rb") as arquivo:
         linhas = arquivo.read().splitlines(keepends=True)
@@ -255,8 +239,8 @@ def test_registro_danificado_para_o_servidor_com_mensagem_clara(tmp_path, estrag
         linhas = [b'{"tipo":"JOIN_OK","dados":{"k":"quebrado"},"timestamp":3}\n']
     with open(caminho, "wb") as arquivo:
         arquivo.write(b"".join(linhas))
-    lider = subir_lider(tmp_path, pasta, porta, "depois")
-    assert lider.popen.wait(PRAZO) == 2
+    lider = cluster.lider("--dados", pasta, esperar_porta=False)
+    lider.esperar_fim(codigo=2)
     erro = lider.erro()
     assert erro.startswith("Registro em disco danificado: %s" % caminho), erro
     assert "Traceback" not in erro and len(erro.splitlines()) == 1
@@ -264,22 +248,17 @@ def test_registro_danificado_para_o_servidor_com_mensagem_clara(tmp_path, estrag
         assert arquivo.read() == b"".join(linhas), "o arquivo danificado foi mexido"
 
 
-def test_registro_e_compactado_e_volta_igual(tmp_path):
+def test_registro_e_compactado_e_volta_igual(cluster, tmp_path):
     """[5c] O registro vira snapshot quando cresce além de um múltiplo da tabela; a volta
     depois de um kill -9 traz tudo."""
-    pasta, porta = registro_com_puts(tmp_path, 1200)
+    pasta = registro_com_puts(cluster, tmp_path, 1200)
     with open(os.path.join(pasta, "registro"), "rb") as registro:
         assert len(registro.read().splitlines()) < 1200, "o registro não foi compactado"
-    lider = subir_lider(tmp_path, pasta, porta, "depois")
-    try:
-        esperar(lambda: lider.exigir_vivo() or aceita_conexao(porta), motivo="abrir a porta")
-        for i in range(1193, 1200):
-            assert get(porta, "k%d" % (i % 7)) == {"tipo": "GET_OK", "key": "k%d" % (i % 7),
-                                                  "value": "v%d" % i, "timestamp": i + 1}
-        assert trocar(porta, {"tipo": "PUT", "key": "n", "value": "v"})["timestamp"] == 1201
-        assert lider.erro() == ""
-    finally:
-        lider.terminar()
+    porta = cluster.lider("--dados", pasta).porta
+    for i in range(1193, 1200):
+        assert get_direto(porta, "k%d" % (i % 7)) == {"tipo": "GET_OK", "key": "k%d" % (i % 7),
+                                                     "value": "v%d" % i, "timestamp": i + 1}
+    assert trocar(porta, {"tipo": "PUT", "key": "n", "value": "v"})["timestamp"] == 1201
 
 
 # ------------------------------------------------ fusão: nada depende de relógio
@@ -331,12 +310,11 @@ def test_tabela_grande_volta_ao_lider_que_aceitou_put_antes_dos_joins(cluster, t
     confirmado se perde (o limite de 16 MiB é só para pedidos de clientes)."""
     tabela = TABELAS[nome]()
     contador = len(tabela)
-    portas = [porta_livre() for _ in range(3)]
-    lider = cluster.servidor(portas[0], portas[0], "--dados",
-                             pasta_com_tabela(tmp_path, tabela, contador))
-    for porta in portas[1:]:
-        cluster.servidor(porta, portas[0])
-        esperar_unido(lider, porta)
+    lider = cluster.lider("--dados", pasta_com_tabela(tmp_path, tabela, contador))
+    portas = [lider.porta]
+    for _ in range(2):
+        portas.append(cluster.seguidor(lider.porta).porta)
+        esperar_unido(lider, portas[-1])
     lider.matar()
     lider, ts = lider_novo_com_um_put_na_hora(cluster, portas[0])
     tabela["depois"] = ("do reinício", ts)
@@ -347,10 +325,10 @@ def test_tabela_grande_volta_ao_lider_que_aceitou_put_antes_dos_joins(cluster, t
 def test_seguidor_dormindo_quando_o_lider_reinicia_traz_tudo_de_volta(cluster, como):
     """[5c][5d] O único seguidor está dormindo (no --atraso-replicacao, ou pausado) quando o
     líder reinicia; o líder novo aceita um PUT; o seguidor volta e nada confirmado se perde."""
-    portas = [porta_livre() for _ in range(2)]
-    lider = cluster.servidor(portas[0], portas[0])
+    lider = cluster.lider()
     extras = ("--atraso-replicacao", "1") if como == "atraso" else ()
-    seguidor = cluster.servidor(portas[1], portas[0], *extras)
+    seguidor = cluster.seguidor(lider.porta, *extras)
+    portas = [lider.porta, seguidor.porta]
     esperar_unido(lider, portas[1])
     confirmados = {}
     for i in range(3):
@@ -377,11 +355,11 @@ def test_pasta_de_dados_velha_com_seguidores_adiantados_nao_perde_nada(cluster, 
     """[5c] O líder volta de uma cópia velha do --dados (queda sem --fsync, backup) e os
     seguidores estão adiantados: ele funde, e o que eles têm a mais não se perde."""
     pasta = str(tmp_path / "dados")
-    portas = [porta_livre() for _ in range(3)]
-    lider = cluster.servidor(portas[0], portas[0], "--dados", pasta)
-    for porta in portas[1:]:
-        cluster.servidor(porta, portas[0])
-        esperar_unido(lider, porta)
+    lider = cluster.lider("--dados", pasta)
+    portas = [lider.porta]
+    for _ in range(2):
+        portas.append(cluster.seguidor(lider.porta).porta)
+        esperar_unido(lider, portas[-1])
     confirmados = {}
     for i in range(20):
         if i == 10:
@@ -391,7 +369,7 @@ def test_pasta_de_dados_velha_com_seguidores_adiantados_nao_perde_nada(cluster, 
     lider.matar()
     shutil.rmtree(pasta)
     shutil.copytree(pasta + "-velha", pasta)
-    lider = cluster.servidor(portas[0], portas[0], "--dados", pasta)
+    lider = cluster.servidor(portas[0], None, "--dados", pasta)
     # A cópia velha vai até o ts 10; k15 está no ts 16 nos seguidores. O PUT de k15 feito
     # assim que a porta abre só recebe ts depois que o líder ouviu um seguidor: acima de 20,
     # e nenhum seguidor devolve o valor velho a quem o escreveu.
@@ -418,11 +396,7 @@ def test_join_que_mente_ou_nao_termina_nao_apaga_nada(cluster):
     # Uma linha de JOIN sem fim (20 MiB e nada de \n): o líder segue servindo.
     meia = socket.create_connection(("127.0.0.1", portas[0]), timeout=PRAZO)
     meia.sendall(b'{"tipo":"JOIN","origem":"127.0.0.1:1","dados":{"x":["' + b"y" * (20 << 20))
-    mentira = socket.create_connection(("127.0.0.1", portas[0]), timeout=PRAZO)
-    mentira.sendall(json.dumps({"tipo": "JOIN", "origem": "127.0.0.1:2", "dados": {},
-                                "timestamp": 10 ** 6}).encode() + b"\n")
-    assert json.loads(mentira.makefile("rb").readline())["tipo"] == "JOIN_OK"
-    mentira.close()
+    assert join_falso(portas[0], "127.0.0.1:2", 10 ** 6, {})["tipo"] == "JOIN_OK"
     resposta = trocar(portas[0], {"tipo": "PUT", "key": "k0", "value": "novo"})
     assert resposta["timestamp"] > 10 ** 6
     esperado = {"k%d" % i: ("v%d" % i, i + 1) for i in range(1, 5)}
@@ -436,24 +410,19 @@ def test_escrita_do_lider_novo_sobe_acima_de_uma_versao_de_antes_com_ts_maior(cl
     contador 98) não tem k1 nem k2, e nada é refeito (o contador vai a 98); o segundo traz a
     k1 de antes em ts 100, que um cliente pode ter lido. A k1 do líder novo sobe acima dela:
     quem viu ts 100 lê a k1 nova, em vez de TRY_OTHER para sempre; k2 fica onde estava."""
-    porta = porta_livre()
-    cluster.servidor(porta, porta)
+    porta = cluster.lider().porta
     for key in ("k1", "k2"):
         assert trocar(porta, {"tipo": "PUT", "key": key, "value": "novo"})["tipo"] == "PUT_OK"
-    falsos = []
-    for origem, timestamp, dados in (("127.0.0.1:1", 98, {"m": ["de antes", 98]}),
-                                     ("127.0.0.1:2", 100, {"k1": ["de antes", 100]})):
-        with socket.create_connection(("127.0.0.1", porta), timeout=PRAZO) as sock:
-            sock.sendall(json.dumps({"tipo": "JOIN", "origem": origem, "timestamp": timestamp,
-                                     "dados": dados}).encode() + b"\n")
-            falsos.append(json.loads(sock.makefile("rb").readline()))
+    falsos = [join_falso(porta, origem, timestamp, dados) for origem, timestamp, dados in (
+        ("127.0.0.1:1", 98, {"m": ["de antes", 98]}),
+        ("127.0.0.1:2", 100, {"k1": ["de antes", 100]}))]
     assert [f["tipo"] for f in falsos] == ["JOIN_OK", "JOIN_OK"]
     assert falsos[0]["dados"]["k1"] == ["novo", 1] and falsos[0]["timestamp"] == 98
-    lido = get(porta, "k1", 100)
+    lido = get_direto(porta, "k1", 100)
     assert (lido["tipo"], lido["value"]) == ("GET_OK", "novo") and lido["timestamp"] > 100, lido
-    assert get(porta, "k2")["timestamp"] == 2
-    assert get(porta, "m", 98) == {"tipo": "GET_OK", "key": "m", "value": "de antes",
-                                   "timestamp": 98}
+    assert get_direto(porta, "k2")["timestamp"] == 2
+    assert get_direto(porta, "m", 98) == {"tipo": "GET_OK", "key": "m", "value": "de antes",
+                                          "timestamp": 98}
 
 
 # ------------------------------------- 5f através de um reinício: o líder ouve antes de gravar
@@ -489,75 +458,86 @@ def test_lider_sozinho_grava_o_primeiro_put_depois_de_uma_espera_curta(cluster):
     """[5c] Um líder sem seguidor nenhum (ou com os seguidores ainda por subir) não espera
     para sempre pela história: o primeiro PUT, feito assim que a porta abre, recebe PUT_OK
     com ts 1 depois da espera curta do líder, e os GETs nunca esperam."""
-    porta = porta_livre()
-    cluster.servidor(porta, porta)
+    porta = cluster.lider().porta
     resultado = []
     thread = threading.Thread(target=lambda: resultado.append(
         trocar(porta, {"tipo": "PUT", "key": "k", "value": "v"})), daemon=True)
     thread.start()
-    assert get(porta, "k") == {"tipo": "GET_OK", "key": "k", "value": None, "timestamp": 0}
+    assert get_direto(porta, "k") == {"tipo": "GET_OK", "key": "k", "value": None, "timestamp": 0}
     thread.join(PRAZO)
     assert resultado == [{"tipo": "PUT_OK", "key": "k", "value": "v", "timestamp": 1}]
 
 
-def join_em_partes(porta, pedido):
-    """Manda a linha de um JOIN em duas partes, como o seguidor a escreve (JSON compacto);
-    devolve (socket, função que manda o resto)."""
-    linha = json.dumps(pedido, separators=(",", ":")).encode() + b"\n"
-    sock = socket.create_connection(("127.0.0.1", porta), timeout=PRAZO)
-    sock.sendall(linha[:len(linha) // 2])
-    return sock, lambda: sock.sendall(linha[len(linha) // 2:])
-
-
-# Lento (~4 s): deixa passar a espera do líder (3 s) com um JOIN chegando.
+# Lento (~3 s): a espera do líder (3 s) passa com um JOIN chegando.
 def test_join_que_esta_chegando_segura_o_primeiro_timestamp(cluster):
     """[5f] Um JOIN com história (contador 50) começa a chegar logo que o líder sobe e só
-    termina depois da espera curta: o PUT feito nesse meio tempo recebe ts acima de 50."""
-    porta = porta_livre()
-    lider = cluster.servidor(porta, porta)
-    sock, terminar = join_em_partes(porta, {"tipo": "JOIN", "origem": "127.0.0.1:1",
-                                            "timestamp": 50, "dados": {"m": ["antes", 50]}})
-    resultado = []
-    thread = threading.Thread(target=lambda: resultado.append(
-        trocar(porta, {"tipo": "PUT", "key": "k", "value": "v"})), daemon=True)
-    thread.start()
-    esperar(lambda: "Cliente" in "".join(lider.linhas_agora()), motivo="o líder ler o PUT")
-    # A espera do líder (Servidor.ESPERA_HISTORIA) passa com o JOIN ainda pela metade: é o
-    # que este teste prova, então o tempo tem de passar de verdade.
-    time.sleep(Servidor.ESPERA_HISTORIA + 1)
-    assert resultado == [], "o PUT recebeu ts antes de o JOIN que chegava ser fundido"
-    terminar()
-    assert json.loads(sock.makefile("rb").readline())["tipo"] == "JOIN_OK"
-    sock.close()
+    termina depois da espera curta dele: o PUT feito nesse meio tempo recebe ts acima de 50."""
+    lider = cluster.lider()
+    with SeguidorFalso(lider.porta, "127.0.0.1:1", 50, {"m": ["antes", 50]},
+                       em_partes=True) as chegando:
+        # Um líder de controle, sem ninguém chegando, sobe depois deste: quando o primeiro PUT
+        # dele é respondido, a espera curta deste também já passou (ela conta da subida).
+        controle = cluster.lider()
+        resultado = []
+        thread = threading.Thread(target=lambda: resultado.append(
+            trocar(lider.porta, {"tipo": "PUT", "key": "k", "value": "v"})), daemon=True)
+        thread.start()
+        esperar(lambda: "Cliente" in "".join(lider.linhas_agora()), motivo="o líder ler o PUT")
+        assert trocar(controle.porta, {"tipo": "PUT", "key": "k", "value": "v"})["timestamp"] == 1
+        assert resultado == [], "o PUT recebeu ts antes de o JOIN que chegava ser fundido"
+        chegando.terminar_join()
+        assert chegando.resposta()["tipo"] == "JOIN_OK"
     thread.join(PRAZO)
     assert resultado and resultado[0]["timestamp"] == 51, resultado
+
+
+# Lento (~1 s a mais que um teste comum): seguidores sobem.
+def test_dois_seguidores_vazios_bastam_como_historia(cluster):
+    """[5f] Três servidores sem dados (o caso do enunciado): fundidos os JOINs dos dois
+    seguidores vazios, o líder já ouviu a história toda; o primeiro PUT recebe ts 1 sem
+    esperar mais nada, nem um terceiro JOIN que ainda está chegando (que de outro modo o
+    seguraria até o prazo de replicação, aqui PRAZO_DA_HISTORIA)."""
+    inicio = time.monotonic()
+    lider = cluster.lider("--prazo-replicacao", str(PRAZO_DA_HISTORIA))
+    parar = threading.Event()
+    with SeguidorFalso(lider.porta, "127.0.0.1:1", em_partes=True) as chegando:
+        def gotejar():
+            # Um byte por segundo: a linha segue chegando (o líder só desiste de uma linha
+            # parada), e o JOIN dela nunca termina.
+            while not parar.wait(1.0):
+                chegando.sock.sendall(b"y")
+        gotejador = threading.Thread(target=gotejar, daemon=True)
+        gotejador.start()
+        try:
+            for _ in range(2):
+                esperar_unido(lider, cluster.seguidor(lider.porta).porta)
+            resposta = trocar(lider.porta, {"tipo": "PUT", "key": "k", "value": "v"},
+                              prazo=PRAZO_DA_HISTORIA + PRAZO)
+        finally:
+            parar.set()
+            gotejador.join(PRAZO)
+    assert (resposta["tipo"], resposta["timestamp"]) == ("PUT_OK", 1), resposta
+    # Sem a regra, o PUT esperaria o prazo de replicação inteiro (PRAZO_DA_HISTORIA).
+    assert time.monotonic() - inicio < PRAZO_DA_HISTORIA, "o líder esperou o JOIN que chegava"
 
 
 # ------------------------------------------------ o registro em disco e a compactação
 
 
-def test_compactacao_guarda_o_put_que_a_provocou(tmp_path):
+def test_compactacao_guarda_o_put_que_a_provocou(cluster, tmp_path):
     """[5c] Um líder com --dados grava uma key 1 003 vezes: o 1 003º PUT compacta o registro.
     Depois de um kill -9, ele volta com esse PUT (o que o PUT_OK disse), não com o anterior."""
-    pasta, porta = str(tmp_path / "dados"), porta_livre()
-    lider = subir_lider(tmp_path, pasta, porta, "antes")
-    try:
-        esperar(lambda: lider.exigir_vivo() or aceita_conexao(porta), motivo="abrir a porta")
-        with socket.create_connection(("127.0.0.1", porta), timeout=PRAZO) as sock:
-            arquivo = sock.makefile("rb")
-            for i in range(1003):
-                sock.sendall(json.dumps({"tipo": "PUT", "key": "k", "value": "v%d" % i})
-                             .encode() + b"\n")
-                assert json.loads(arquivo.readline())["timestamp"] == i + 1
-    finally:
-        lider.matar()
-    lider = subir_lider(tmp_path, pasta, porta, "depois")
-    try:
-        esperar(lambda: lider.exigir_vivo() or aceita_conexao(porta), motivo="abrir a porta")
-        assert get(porta, "k", 1003) == {"tipo": "GET_OK", "key": "k", "value": "v1002",
-                                         "timestamp": 1003}
-    finally:
-        lider.terminar()
+    pasta = str(tmp_path / "dados")
+    lider = cluster.lider("--dados", pasta)
+    with socket.create_connection(("127.0.0.1", lider.porta), timeout=PRAZO) as sock:
+        arquivo = sock.makefile("rb")
+        for i in range(1003):
+            sock.sendall(linha_json({"tipo": "PUT", "key": "k", "value": "v%d" % i}))
+            assert json.loads(arquivo.readline())["timestamp"] == i + 1
+    lider.matar()
+    porta = cluster.lider("--dados", pasta).porta
+    assert get_direto(porta, "k", 1003) == {"tipo": "GET_OK", "key": "k", "value": "v1002",
+                                            "timestamp": 1003}
 
 
 # --------------------------------------------------- JOINs que mentem custam no máximo um prazo
@@ -569,39 +549,27 @@ def test_join_no_limite_do_contador_nao_tranca_os_seguidores(cluster):
     contador dele não passa o do líder. Um JOIN acima do limite e acima do líder é recusado."""
     (lider, _, seguidor), portas = cluster.tres()
     limite = Servidor.MAIOR_CONTADOR_JOIN
-    assert join_direto(portas[0], "127.0.0.1:1", limite - 1, {})["tipo"] == "JOIN_OK"
+    assert join_falso(portas[0], "127.0.0.1:1", limite - 1, {})["tipo"] == "JOIN_OK"
     for i in range(2):
         assert trocar(portas[0], {"tipo": "PUT", "key": "k", "value": "v%d" % i})["timestamp"] \
             == limite + i
-    esperar(lambda: get(portas[2], "k", limite + 1)["tipo"] == "GET_OK",
+    esperar(lambda: get_direto(portas[2], "k", limite + 1)["tipo"] == "GET_OK",
             motivo="o seguidor chegar ao ts %d" % (limite + 1))
     # Um JOIN com o endereço do seguidor, que confirma a cópia, toma o lugar do canal dele:
     # o seguidor de verdade perde o canal e refaz o JOIN, com o contador acima do limite.
-    falso = socket.create_connection(("127.0.0.1", portas[0]), timeout=PRAZO)
-    falso.sendall(json.dumps({"tipo": "JOIN", "origem": "127.0.0.1:%d" % portas[2]}).encode()
-                  + b"\n")
-    copia = json.loads(falso.makefile("rb").readline())
-    falso.sendall(json.dumps({"tipo": "REPLICATION_OK", "timestamp": copia["timestamp"]})
-                  .encode() + b"\n")
-    falso.close()
+    with SeguidorFalso(portas[0], "127.0.0.1:%d" % portas[2]) as falso:
+        falso.resposta()
+        falso.confirmar()
     assert trocar(portas[0], {"tipo": "PUT", "key": "k", "value": "fim"})["timestamp"] \
         == limite + 2
     # O seguidor volta ao líder e recebe o PUT (pelo canal ou pela cópia do JOIN).
-    esperar(lambda: get(portas[2], "k", limite + 2)["tipo"] == "GET_OK",
+    esperar(lambda: get_direto(portas[2], "k", limite + 2)["tipo"] == "GET_OK",
             motivo="o seguidor voltar ao líder e receber o PUT")
     assert "recusado" not in seguidor.erro(), seguidor.erro()
     exigir_tudo_em_todos(portas, {"k": ("fim", limite + 2)})
-    acima = join_direto(portas[0], "127.0.0.1:2", limite + 10, {})
+    acima = join_falso(portas[0], "127.0.0.1:2", limite + 10, {})
     assert acima["tipo"] == "ERRO", acima
     exigir_tudo_em_todos(portas, {"k": ("fim", limite + 2)})
-
-
-def join_direto(porta, origem, timestamp, dados):
-    """Um JOIN falso que lê a resposta e não confirma (não entra no conjunto)."""
-    with socket.create_connection(("127.0.0.1", porta), timeout=PRAZO) as sock:
-        sock.sendall(json.dumps({"tipo": "JOIN", "origem": origem, "timestamp": timestamp,
-                                 "dados": dados}).encode() + b"\n")
-        return json.loads(sock.makefile("rb").readline())
 
 
 def test_join_com_ts_na_tabela_acima_do_contador_nao_separa_os_servidores(cluster):
@@ -610,10 +578,11 @@ def test_join_com_ts_na_tabela_acima_do_contador_nao_separa_os_servidores(cluste
     igual nos três servidores."""
     _, portas = cluster.tres()
     trocar(portas[0], {"tipo": "PUT", "key": "a", "value": "1"})
-    recusa = join_direto(portas[0], "127.0.0.1:1", 0, {"x": ["mal", Mensagem.MAIOR_TIMESTAMP]})
+    recusa = join_falso(portas[0], "127.0.0.1:1", 0, {"x": ["mal", Mensagem.MAIOR_TIMESTAMP]})
     assert recusa["tipo"] == "ERRO", recusa
-    assert get(portas[0], "x") == {"tipo": "GET_OK", "key": "x", "value": None, "timestamp": 0}
-    assert join_direto(portas[0], "127.0.0.1:1", 0, {"y": ["mal", 1000]})["tipo"] == "JOIN_OK"
+    assert get_direto(portas[0], "x") == {"tipo": "GET_OK", "key": "x", "value": None,
+                                         "timestamp": 0}
+    assert join_falso(portas[0], "127.0.0.1:1", 0, {"y": ["mal", 1000]})["tipo"] == "JOIN_OK"
     for key in ("x", "y"):
         resposta = trocar(portas[0], {"tipo": "PUT", "key": key, "value": "bom"})
         assert resposta["timestamp"] > 1000, resposta
@@ -630,10 +599,10 @@ def test_fusao_nao_libera_put_ok_que_nenhum_seguidor_confirmou(cluster):
         trocar(portas[0], {"tipo": "PUT", "key": "k", "value": "v"})), daemon=True)
     thread.start()
     esperar(lambda: "Cliente" in "".join(lider.linhas_agora()), motivo="o líder ler o PUT")
-    assert join_direto(portas[0], "127.0.0.1:1", 1, {"nova": ["x", 1]})["tipo"] == "JOIN_OK"
+    assert join_falso(portas[0], "127.0.0.1:1", 1, {"nova": ["x", 1]})["tipo"] == "JOIN_OK"
     thread.join(PRAZO)
     assert resultado and resultado[0]["tipo"] == "PUT_OK", resultado
-    assert get(portas[2], "k", resultado[0]["timestamp"]) == {
+    assert get_direto(portas[2], "k", resultado[0]["timestamp"]) == {
         "tipo": "GET_OK", "key": "k", "value": "v", "timestamp": resultado[0]["timestamp"]}
     exigir_tudo_em_todos(portas, {"k": ("v", 1), "nova": ("x", 1)})
     lider.sincronizar()
@@ -644,25 +613,15 @@ def test_put_repetido_depois_de_uma_fusao_recebe_o_ts_novo(cluster):
     """[5c] Uma fusão refaz uma escrita do líder em conflito com a de um seguidor acima do
     contador dele: o PUT repetido (mesmo id) recebe o ts que a escrita tem agora, não o de
     antes da fusão."""
-    porta = porta_livre()
-    cluster.servidor(porta, porta)
+    porta = cluster.lider().porta
     put = {"tipo": "PUT", "key": "k", "value": "v", "id": "pedido-1"}
     assert trocar(porta, put)["timestamp"] == 1
-    assert join_direto(porta, "127.0.0.1:1", 100, {"k": ["outro", 100]})["tipo"] == "JOIN_OK"
-    assert get(porta, "k")["timestamp"] == 101
+    assert join_falso(porta, "127.0.0.1:1", 100, {"k": ["outro", 100]})["tipo"] == "JOIN_OK"
+    assert get_direto(porta, "k")["timestamp"] == 101
     assert trocar(porta, put)["timestamp"] == 101
 
 
 # ------------------------------------- os detalhes, no próprio objeto Servidor (sem processos)
-
-
-def lider_em_memoria(tmp_path=None):
-    """Um Servidor líder sem porta nem threads, para chamar os métodos direto."""
-    porta = porta_livre()
-    servidor = Servidor("127.0.0.1", porta, "127.0.0.1", porta, prazo_replicacao=1.0,
-                        dados=None if tmp_path is None else str(tmp_path / "dados"))
-    servidor.historia_ouvida.set()   # já ouviu a história: o PUT não espera
-    return servidor
 
 
 def test_envio_preso_num_seguidor_nao_atrasa_o_outro():

@@ -1,12 +1,17 @@
-"""As regras da SPEC seção 1 lidas do código (AST) e a Mensagem sem rede."""
+"""As regras da SPEC seção 1 lidas do código (AST, vermin) ou vistas rodando, e a Mensagem sem
+rede."""
 
 import ast
 import io
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
-from conftest import RAIZ, Mensagem
+from conftest import (PRAZO, RAIZ, Mensagem, linha_json, recursos, recursos_em_repouso,
+                      so_com_proc)
 
 ARQUIVOS = {"Servidor.py": "Servidor", "Cliente.py": "Cliente", "Mensagem.py": "Mensagem"}
 # Biblioteca padrão, e nada que faça parte do trabalho (socketserver, asyncio, http.server...).
@@ -47,11 +52,27 @@ def test_so_biblioteca_padrao_permitida(nome):
             assert modulo.split(".")[0] in PERMITIDOS, (nome, modulo)
 
 
-def test_servidor_tem_thread_por_conexao():
-    """[5b][threads] O Servidor aninha subclasses de Thread e inicia uma por conexão aceita."""
-    servidor = next(n for n in arvore("Servidor.py").body if isinstance(n, ast.ClassDef))
-    aninhadas = [n.name for n in servidor.body if isinstance(n, ast.ClassDef)]
-    assert "Conexao" in aninhadas and "CanalDoLider" in aninhadas
+CONEXOES = 20
+
+
+@so_com_proc
+def test_servidor_tem_thread_por_conexao(cluster):
+    """[5b][threads] Uma thread por conexão, contada rodando: com 20 conexões abertas ao mesmo
+    tempo, cada uma é atendida (a última aberta primeiro) e o servidor tem 20 threads a mais."""
+    lider = cluster.lider()
+    base = recursos_em_repouso(lider.popen.pid)[0]
+    conexoes = [socket.create_connection(("127.0.0.1", lider.porta), timeout=PRAZO)
+                for _ in range(CONEXOES)]
+    try:
+        for sock in reversed(conexoes):
+            sock.sendall(linha_json({"tipo": "GET", "key": "k", "timestamp": 0}))
+            with sock.makefile("rb") as arquivo:
+                assert Mensagem.de_linha(arquivo.readline()).tipo == Mensagem.GET_OK
+        # Cada uma já respondeu: a thread dela existe e segue esperando o próximo pedido.
+        assert recursos(lider.popen.pid)[0] >= base + CONEXOES
+    finally:
+        for sock in conexoes:
+            sock.close()
 
 
 @pytest.mark.parametrize("nome", sorted(MARCADORES))
@@ -63,11 +84,29 @@ def test_marcadores_das_secoes_4_e_5(nome):
         assert any(c.startswith("# " + marcador) for c in comentarios), marcador
 
 
-@pytest.mark.parametrize("nome", sorted(ARQUIVOS))
-def test_compila_como_python_3_8(nome):
-    """Nada de sintaxe mais nova que o Python 3.8 (o professor usa 3.8)."""
-    with open(os.path.join(RAIZ, nome), encoding="utf-8") as f:
-        ast.parse(f.read(), nome, feature_version=(3, 8))
+# Métodos de tipos embutidos (str, bytes, bytearray, int, object) mais novos que o 3.8: os da
+# tabela do próprio vermin 1.9.2 (vermin.MOD_MEM_REQS), a versão de tests/requisitos.txt. O
+# vermin só os aponta quando sabe o tipo de quem chama: valor.removeprefix() num parâmetro
+# passa calado por ele, e este teste o pega pelo nome.
+METODOS_NOVOS = {"removeprefix": (3, 9), "removesuffix": (3, 9), "bit_count": (3, 10),
+                 "__match_args__": (3, 10), "is_integer": (3, 12), "take_bytes": (3, 15)}
+
+
+def test_nada_mais_novo_que_o_python_3_8():
+    """O professor usa Python 3.8: o vermin (--target=3.8-) não acha nos três arquivos
+    sintaxe, módulo, função, argumento ou anotação mais novos, nem chamada de um método de
+    tipo embutido mais novo (removeprefix, bit_count...)."""
+    arquivos = [os.path.join(RAIZ, nome) for nome in sorted(ARQUIVOS)]
+    resultado = subprocess.run(
+        [sys.executable, "-c", "import sys, vermin; sys.exit(vermin.main())", "--target=3.8-",
+         "--violations", "--no-tips", "--eval-annotations", "--no-parse-comments"] + arquivos,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+        timeout=PRAZO)
+    assert resultado.returncode == 0, resultado.stdout
+    chamados = ["%s:%d %s (Python %d.%d)" % ((nome, no.lineno, no.attr) + METODOS_NOVOS[no.attr])
+                for nome in sorted(ARQUIVOS) for no in ast.walk(arvore(nome))
+                if isinstance(no, ast.Attribute) and no.attr in METODOS_NOVOS]
+    assert chamados == []
 
 
 # -------------------------------------------------------------- Mensagem
