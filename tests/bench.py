@@ -379,13 +379,16 @@ class GeradorEscala:
         """Laço fechado de comeco até fim (relógio perf_counter): conta as respostas certas
         completadas em [inicio, fim) e anota as latências delas. Depois de fim nenhum pedido
         novo: espera as respostas que faltam (no máximo PRAZO). comeco = inicio = fim: cada
-        conexão faz um pedido só."""
+        conexão faz um pedido só. Anota também quando todas as conexões tiveram a primeira
+        resposta (a primeira volta) e quanto a espera depois de fim levou (o dreno)."""
         relogio = time.perf_counter
         pedidos = {indice: pedido_da_escala(indice, tipo) for indice in self.socks}
         self.falhas = 0
         self.exemplos = []
         latencias = []
         na_janela = set()      # conexões com ao menos uma resposta na janela
+        respondidas = set()    # conexões com ao menos uma resposta, até a primeira volta
+        volta = None
         respostas = 0
         cpu = os.times()
         time.sleep(max(0.0, comeco - relogio()))
@@ -424,6 +427,10 @@ class GeradorEscala:
                     self.parcial[indice] = dados  # o resto da linha vem no próximo recv
                     continue
                 self.pendentes.discard(indice)
+                if volta is None:
+                    respondidas.add(indice)
+                    if len(respondidas) >= len(self.socks):
+                        volta = agora - comeco
                 linha, prefixo, certo, key = pedidos[indice]
                 if not resposta_certa(dados, prefixo, certo, key):
                     self.falhar(indice, "resposta errada: %r" % dados[:200], False)
@@ -436,6 +443,7 @@ class GeradorEscala:
                     self.enviar(indice, linha)
         depois = os.times()
         return {"na_janela": len(latencias), "respostas": respostas,
+                "primeira_volta": volta, "dreno": max(0.0, relogio() - max(fim, comeco)),
                 "latencias": [round(x * 1e6) for x in latencias],
                 "sem_resposta_na_janela": len(pedidos) - len(na_janela),
                 "falhas": self.falhas, "exemplos": self.exemplos,
@@ -1147,7 +1155,10 @@ class Bench:
                  "cpu_servidores": cpu_servidores,
                  "cpu_geradores": sum(r["cpu"] for r in carga) / duracao,
                  "cpu_geradores_usuario": sum(r["cpu_usuario"] for r in carga) / duracao,
-                 "conectar_s": conectar}
+                 "conectar_s": conectar, "respostas": sum(r["respostas"] for r in carga),
+                 "dreno_s": max(r["dreno"] for r in carga)}
+        voltas = [r["primeira_volta"] for r in carga]
+        ponto["primeira_volta_s"] = None if None in voltas else max(voltas)
         # O resto da CPU ocupada da máquina: outras pessoas (a máquina é dividida).
         ponto["cpu_outros"] = max(0.0, cpu_maquina - cpu_servidores - ponto["cpu_geradores"])
         self.mostrar_progresso(
@@ -1309,18 +1320,29 @@ def tabela_escala(resultado):
               "fechado; %d geradores; aquecimento %g s, janela %g s; %s; %.0f s"
               % (resultado["geradores"], resultado["aquecimento"], resultado["janela"], carga,
                  resultado["segundos"]),
-              "%-4s %8s %8s %6s %8s %8s %7s %7s %12s %9s %9s %13s %10s" % (
+              "%-4s %8s %8s %6s %8s %8s %7s %7s %13s" % (
                   "tipo", "clientes", "req/s", "melhor", "p50 ms", "p99 ms", "p99/p50", "falhas",
-                  "stderr L/S/S", "sem resp.", "CPU serv", "CPU ger (usr)", "CPU outros")]
+                  "stderr L/S1/S2")]
     for p in resultado["pontos"]:
         melhor = melhor_vazao(resultado["pontos"], p["tipo"])
-        linhas.append("%-4s %8d %8.0f %5.0f%% %8s %8s %7s %7d %12s %9d %8.0f%% %13s %9.0f%%" % (
+        linhas.append("%-4s %8d %8.0f %5.0f%% %8s %8s %7s %7d %13s" % (
             p["tipo"], p["clientes"], p["vazao"], p["vazao"] / melhor * 100 if melhor else 0,
             formatar_ms(p["p50_ms"]), formatar_ms(p["p99_ms"]),
             "%.1f" % (p["p99_ms"] / p["p50_ms"]) if p["p50_ms"] else "-", p["falhas"],
-            "/".join(str(n) for n in p["linhas_stderr"]), p["sem_resposta_na_janela"],
-            p["cpu_servidores"] * 100, "%.0f%% (%.0f%%)" % (p["cpu_geradores"] * 100,
-                                                             p["cpu_geradores_usuario"] * 100),
+            "/".join(str(n) for n in p["linhas_stderr"])))
+    # Para entender a curva: quanto levou abrir as conexões, a primeira resposta de todas
+    # (contada do começo da carga: maior que o aquecimento, a janela pegou o arranque), a
+    # espera pelas respostas depois da janela, as conexões sem resposta nela, e a CPU de cada
+    # um (% de um núcleo; "outros" é o resto da máquina, que é dividida).
+    linhas.append("%-4s %8s %11s %12s %8s %10s %9s %14s %10s" % (
+        "tipo", "clientes", "conectar s", "1ª volta s", "dreno s", "sem resp.", "CPU serv",
+        "CPU ger (usr)", "CPU outros"))
+    for p in resultado["pontos"]:
+        linhas.append("%-4s %8d %11.1f %12s %8.1f %10d %8.0f%% %14s %9.0f%%" % (
+            p["tipo"], p["clientes"], p["conectar_s"],
+            "-" if p["primeira_volta_s"] is None else "%.1f" % p["primeira_volta_s"],
+            p["dreno_s"], p["sem_resposta_na_janela"], p["cpu_servidores"] * 100,
+            "%.0f%% (%.0f%%)" % (p["cpu_geradores"] * 100, p["cpu_geradores_usuario"] * 100),
             p["cpu_outros"] * 100))
     for p in resultado["pontos"]:
         for texto in p["exemplos"] + p["exemplos_stderr"]:
