@@ -1159,8 +1159,8 @@ class Bench:
                  "dreno_s": max(r["dreno"] for r in carga)}
         voltas = [r["primeira_volta"] for r in carga]
         ponto["primeira_volta_s"] = None if None in voltas else max(voltas)
-        # O resto da CPU ocupada da máquina: outras pessoas (a máquina é dividida).
-        ponto["cpu_outros"] = max(0.0, cpu_maquina - cpu_servidores - ponto["cpu_geradores"])
+        # O resto da CPU ocupada da máquina: outras pessoas e o kernel (softirq).
+        ponto["cpu_resto"] = max(0.0, cpu_maquina - cpu_servidores - ponto["cpu_geradores"])
         self.mostrar_progresso(
             "escala %s, %d clientes: %.0f req/s, p50 %s ms, p99 %s ms, %d falhas, %d linhas em "
             "stderr (conectar %.1f s)"
@@ -1333,17 +1333,19 @@ def tabela_escala(resultado):
     # Para entender a curva: quanto levou abrir as conexões, a primeira resposta de todas
     # (contada do começo da carga: maior que o aquecimento, a janela pegou o arranque), a
     # espera pelas respostas depois da janela, as conexões sem resposta nela, e a CPU de cada
-    # um (% de um núcleo; "outros" é o resto da máquina, que é dividida).
+    # um (% de um núcleo). "resto" é a CPU ocupada da máquina fora dos servidores e dos
+    # geradores: outras pessoas (a máquina é dividida) e o kernel fora de qualquer processo
+    # (softirq da rede, parte dela nossa).
     linhas.append("%-4s %8s %11s %12s %8s %10s %9s %14s %10s" % (
         "tipo", "clientes", "conectar s", "1ª volta s", "dreno s", "sem resp.", "CPU serv",
-        "CPU ger (usr)", "CPU outros"))
+        "CPU ger (usr)", "CPU resto"))
     for p in resultado["pontos"]:
         linhas.append("%-4s %8d %11.1f %12s %8.1f %10d %8.0f%% %14s %9.0f%%" % (
             p["tipo"], p["clientes"], p["conectar_s"],
             "-" if p["primeira_volta_s"] is None else "%.1f" % p["primeira_volta_s"],
             p["dreno_s"], p["sem_resposta_na_janela"], p["cpu_servidores"] * 100,
             "%.0f%% (%.0f%%)" % (p["cpu_geradores"] * 100, p["cpu_geradores_usuario"] * 100),
-            p["cpu_outros"] * 100))
+            p["cpu_resto"] * 100))
     for p in resultado["pontos"]:
         for texto in p["exemplos"] + p["exemplos_stderr"]:
             linhas.append("  falha em %s com %d clientes: %s" % (p["tipo"], p["clientes"], texto))
