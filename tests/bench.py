@@ -1056,7 +1056,7 @@ class Bench:
             self.mostrar_progresso("fase escala pulada: ela lê a memória e as threads do /proc")
             return
         inicio = time.monotonic()
-        carga = os.getloadavg()  # antes de subir qualquer coisa: a carga de outras pessoas
+        carga = os.getloadavg()  # antes de subir o cluster desta fase (uptime)
         portas, procs = self.cluster("escala-", self.codigo)
         memoria = self.memoria_ociosa(portas, procs)
         pontos = []
