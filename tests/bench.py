@@ -21,12 +21,25 @@ Medidas:
     Mensagem do código medido, até o último byte e até a tabela pronta; (2) um seguidor novo,
     processo de verdade: da porta dele aceitar conexão (o canal com o líder abre logo depois)
     até ele responder GET_OK à última key com o timestamp dela. O piso do JOIN é o eco de uma
-    linha do tamanho do snapshot.
+    linha do tamanho do snapshot;
+  - escala (só com --fases; sem eco, num cluster só dela): vazão e latência (p50, p99) de PUT e
+    de GET com 10, 100, 1 000 e 5 000 conexões persistentes, divididas por igual entre os três
+    servidores e abertas antes de medir, em laço fechado (cada conexão manda um pedido, espera a
+    resposta inteira, manda o próximo; cada conexão PUT com a sua key). A carga sai de 2
+    processos geradores, cada um com um laço de eventos (selectors), não de uma thread por
+    cliente. Aquecimento, e uma janela (5 s) igual em todos os geradores: vazão = respostas
+    certas completadas na janela / duração. Falha é qualquer outra resposta, connect que falha,
+    conexão fechada ou resetada, e toda linha que um servidor escreve em stderr. Antes da curva,
+    a memória (RSS) por conexão ociosa em cada servidor, e num seguidor depois de um PUT em
+    cada conexão (no seguidor e no líder). O limite "soft" de descritores dos servidores e dos
+    geradores sobe até o "hard" (POSIX).
 
 Uso:
     python tests/bench.py [--json arquivo.json] [--rapido] [--codigo PASTA] [--rodadas N]
                           [--clientes 1,8,32] [--fases latencia,vazao,ocioso,disco,join]
                           [--keys-join N] [--fixar] [--perfil PASTA] [--manter] [--contra PASTA]
+    python tests/bench.py --fases escala [--escala 10,100,1000,5000] [--janela SEGUNDOS]
+                          [--ociosas N] [--codigo PASTA] [--json arquivo.json]
     python tests/bench.py --eco PORTA        # só o servidor eco (o bench o inicia sozinho)
 
 --codigo PASTA roda Servidor.py e Mensagem.py de outra pasta (padrão: a raiz do repositório).
@@ -44,6 +57,7 @@ import contextlib
 import json
 import os
 import platform
+import selectors
 import shutil
 import signal
 import socket
@@ -61,13 +75,16 @@ SONDA = 0.002            # intervalo entre sondagens (prontidão, JOIN)
 MAX_PROCESSOS = 8        # processos geradores de carga; acima disso, threads dentro deles
 KEYS_BASE = 1000         # keys pré-carregadas no cluster principal
 AQUECIMENTO = 50         # requisições por conexão antes de medir
+GERADORES_ESCALA = 2     # processos geradores por ponto da fase escala (um laço de eventos cada)
 
 # Tamanho de cada fase: pares KV/eco por medida, requisições por latência, segundos por vazão.
 PARAMETROS = {
     "completo": {"rodadas": 7, "n_latencia": 2000, "duracao": 2.0, "rodadas_join": 3,
-                 "ocioso": 10.0, "rodadas_ocioso": 3},
+                 "ocioso": 10.0, "rodadas_ocioso": 3, "janela_escala": 5.0,
+                 "aquecimento_escala": 2.0},
     "rapido": {"rodadas": 2, "n_latencia": 1000, "duracao": 0.5, "rodadas_join": 1,
-               "ocioso": 3.0, "rodadas_ocioso": 1},
+               "ocioso": 3.0, "rodadas_ocioso": 1, "janela_escala": 2.0,
+               "aquecimento_escala": 1.0},
 }
 
 
@@ -214,6 +231,9 @@ def rodar_gerador(spec):
 
     Na vazão, conversa com o bench pelo stdin/stdout: escreve "pronto" e lê "inicio fim".
     """
+    if spec["modo"] == "escala":
+        rodar_gerador_escala(spec)
+        return
     if spec["modo"] == "latencia":
         resultado = gerar_latencia(spec)
     else:
@@ -225,6 +245,244 @@ def rodar_gerador(spec):
             return [float(t) for t in sys.stdin.readline().split()]
         resultado = gerar_vazao(spec, avisar_pronto, esperar_janela)
     sys.stdout.write(json.dumps(resultado) + "\n")
+
+
+# ============================================================ o gerador da escala
+# Milhares de conexões num processo só: um laço de eventos (selectors, sockets não
+# bloqueantes), em laço fechado: cada conexão manda um pedido, espera a linha inteira da
+# resposta, anota a latência e manda o próximo. Uma thread por conexão no processo que mede
+# mediria o gerador (GIL, trocas de thread), não o servidor.
+
+def subir_limite_de_descritores():
+    """POSIX: o limite "soft" de descritores sobe até o "hard" (5 000 conexões passam de
+    1 024, o "soft" de muitos sistemas). No Windows não há RLIMIT_NOFILE: não faz nada."""
+    try:
+        import resource
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    alvo = hard if hard != resource.RLIM_INFINITY else 1 << 20  # o nr_open padrão do Linux
+    if soft == resource.RLIM_INFINITY or soft >= alvo:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (alvo, hard))
+    except (ValueError, OSError):
+        pass  # fica o que havia; uma conexão a mais que o limite aparece como falha
+
+
+def pedido_da_escala(indice, tipo):
+    """(linha do pedido, prefixo da resposta certa, tipo certo, key) da conexão indice.
+
+    Cada conexão PUT tem a sua key; as GET leem as keys pré-carregadas. O servidor escreve
+    os campos na ordem tipo, key, ...: conferir o começo da linha é barato e confere o tipo e
+    a key de verdade (outra formatação cai na análise completa em resposta_certa)."""
+    if tipo == "PUT":
+        key = "escala-%05d" % indice
+        objeto = {"tipo": "PUT", "key": key, "value": "valor-%05d" % indice}
+    else:
+        key = "chave-%04d" % (indice % KEYS_BASE)
+        objeto = {"tipo": "GET", "key": key, "timestamp": 0}
+    certo = tipo + "_OK"
+    linha = json.dumps(objeto, separators=(",", ":")).encode("utf-8") + b"\n"
+    prefixo = json.dumps({"tipo": certo, "key": key}, separators=(",", ":"))[:-1] + ","
+    return linha, prefixo.encode("utf-8"), certo, key
+
+
+def resposta_certa(linha, prefixo, certo, key):
+    if linha.startswith(prefixo):
+        return True
+    try:
+        objeto = json.loads(linha)
+    except ValueError:
+        return False
+    return isinstance(objeto, dict) and objeto.get("tipo") == certo and objeto.get("key") == key
+
+
+class GeradorEscala:
+    """As conexões de um processo gerador e o laço de eventos que as usa.
+
+    Falha é tudo o que não é a resposta certa: ERRO ou outro tipo (a conexão segue), connect
+    que falha, conexão recusada, fechada ou resetada, resposta a mais, resposta que não chega
+    no PRAZO (a conexão sai). Cada falha conta; as primeiras ficam por extenso.
+    """
+
+    EXEMPLOS = 5
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.seletor = selectors.DefaultSelector()
+        self.socks = {}        # índice -> socket, só as conexões vivas
+        self.pendentes = set()  # índices com pedido sem resposta
+        self.enviado = {}      # índice -> perf_counter do envio do pedido
+        self.sobra = {}        # índice -> bytes do pedido que o send ainda não levou
+        self.parcial = {}      # índice -> começo de uma resposta ainda sem o \n
+        self.falhas = 0
+        self.exemplos = []
+
+    def falhar(self, indice, texto, fechar):
+        self.falhas += 1
+        if len(self.exemplos) < GeradorEscala.EXEMPLOS:
+            self.exemplos.append(texto if indice is None else "conexão %d: %s" % (indice, texto))
+        if fechar and indice in self.socks:
+            sock = self.socks.pop(indice)
+            self.seletor.unregister(sock)
+            sock.close()
+            self.pendentes.discard(indice)
+            self.sobra.pop(indice, None)
+            self.parcial.pop(indice, None)
+
+    def conectar(self):
+        """Abre as conexões (antes da medição), repartidas pelas portas: índice % portas."""
+        portas = self.spec["portas"]
+        primeira = self.spec["primeira"]
+        for indice in range(primeira, primeira + self.spec["conexoes"]):
+            porta = portas[indice % len(portas)]
+            try:
+                sock = socket.create_connection((IP, porta), timeout=PRAZO)
+            except OSError as erro:
+                self.falhar(None, "connect à porta %d: %r" % (porta, erro), False)
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            self.socks[indice] = sock
+            self.seletor.register(sock, selectors.EVENT_READ, indice)
+
+    def enviar(self, indice, linha):
+        self.enviado[indice] = time.perf_counter()
+        try:
+            saiu = self.socks[indice].send(linha)
+        except BlockingIOError:
+            saiu = 0
+        except OSError as erro:
+            self.falhar(indice, "envio: %r" % erro, True)
+            return
+        self.pendentes.add(indice)
+        if saiu < len(linha):  # raro (o pedido é pequeno): o resto sai quando couber
+            self.sobra[indice] = linha[saiu:]
+            self.seletor.modify(self.socks[indice], selectors.EVENT_READ | selectors.EVENT_WRITE,
+                                indice)
+
+    def continuar_envio(self, indice):
+        try:
+            saiu = self.socks[indice].send(self.sobra[indice])
+        except BlockingIOError:
+            return
+        except OSError as erro:
+            self.falhar(indice, "envio: %r" % erro, True)
+            return
+        self.sobra[indice] = self.sobra[indice][saiu:]
+        if not self.sobra[indice]:
+            del self.sobra[indice]
+            self.seletor.modify(self.socks[indice], selectors.EVENT_READ, indice)
+
+    def carga(self, tipo, comeco, inicio, fim):
+        """Laço fechado de comeco até fim (relógio perf_counter): conta as respostas certas
+        completadas em [inicio, fim) e anota as latências delas. Depois de fim nenhum pedido
+        novo: espera as respostas que faltam (no máximo PRAZO). comeco = inicio = fim: cada
+        conexão faz um pedido só. Anota também quando todas as conexões tiveram a primeira
+        resposta (a primeira volta) e quanto a espera depois de fim levou (o dreno)."""
+        relogio = time.perf_counter
+        pedidos = {indice: pedido_da_escala(indice, tipo) for indice in self.socks}
+        self.falhas = 0
+        self.exemplos = []
+        latencias = []
+        na_janela = set()      # conexões com ao menos uma resposta na janela
+        respondidas = set()    # conexões com ao menos uma resposta, até a primeira volta
+        volta = None
+        respostas = 0
+        cpu = os.times()
+        time.sleep(max(0.0, comeco - relogio()))
+        for indice in list(self.socks):
+            self.enviar(indice, pedidos[indice][0])
+        limite = max(fim, relogio()) + PRAZO
+        while self.pendentes:
+            if relogio() > limite:
+                for indice in list(self.pendentes):
+                    self.falhar(indice, "sem resposta em %.0f s" % PRAZO, True)
+                break
+            for chave, eventos in self.seletor.select(0.5):
+                indice = chave.data
+                if eventos & selectors.EVENT_WRITE and indice in self.sobra:
+                    self.continuar_envio(indice)
+                if not eventos & selectors.EVENT_READ or indice not in self.socks:
+                    continue
+                try:
+                    dados = chave.fileobj.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError as erro:
+                    self.falhar(indice, "recv: %r" % erro, True)
+                    continue
+                agora = relogio()
+                if not dados:
+                    self.falhar(indice, "o servidor fechou a conexão", True)
+                    continue
+                if indice in self.parcial:
+                    dados = self.parcial.pop(indice) + dados
+                fim_da_linha = dados.find(b"\n")
+                if indice not in self.pendentes or 0 <= fim_da_linha < len(dados) - 1:
+                    self.falhar(indice, "resposta a mais: %r" % dados[:200], True)
+                    continue
+                if fim_da_linha < 0:
+                    self.parcial[indice] = dados  # o resto da linha vem no próximo recv
+                    continue
+                self.pendentes.discard(indice)
+                if volta is None:
+                    respondidas.add(indice)
+                    if len(respondidas) >= len(self.socks):
+                        volta = agora - comeco
+                linha, prefixo, certo, key = pedidos[indice]
+                if not resposta_certa(dados, prefixo, certo, key):
+                    self.falhar(indice, "resposta errada: %r" % dados[:200], False)
+                else:
+                    respostas += 1
+                    if inicio <= agora < fim:
+                        latencias.append(agora - self.enviado[indice])
+                        na_janela.add(indice)
+                if agora < fim:
+                    self.enviar(indice, linha)
+        depois = os.times()
+        return {"na_janela": len(latencias), "respostas": respostas,
+                "primeira_volta": volta, "dreno": max(0.0, relogio() - max(fim, comeco)),
+                "latencias": [round(x * 1e6) for x in latencias],
+                "sem_resposta_na_janela": len(pedidos) - len(na_janela),
+                "falhas": self.falhas, "exemplos": self.exemplos,
+                "cpu": (depois[0] - cpu[0]) + (depois[1] - cpu[1]),
+                "cpu_usuario": depois[0] - cpu[0]}
+
+    def fechar(self):
+        for sock in self.socks.values():
+            self.seletor.unregister(sock)
+            sock.close()
+        self.socks.clear()
+
+
+def rodar_gerador_escala(spec):
+    """Modo --gerador da escala, por linhas no stdin/stdout: conecta e diz quantas abriu;
+    então, a cada linha "carga TIPO comeco inicio fim" (time.time()) ou "uma TIPO", roda e
+    responde uma linha JSON; "fim" (ou o fim do stdin) fecha tudo."""
+    subir_limite_de_descritores()
+    gerador = GeradorEscala(spec)
+    gerador.conectar()
+
+    def responder(objeto):
+        sys.stdout.write(json.dumps(objeto) + "\n")
+        sys.stdout.flush()
+    responder({"conectadas": len(gerador.socks), "falhas": gerador.falhas,
+               "exemplos": gerador.exemplos})
+    for linha in sys.stdin:
+        partes = linha.split()
+        if not partes or partes[0] == "fim":
+            break
+        if partes[0] == "carga":
+            # O relógio de parede só para combinar a janela entre os processos.
+            diferenca = time.perf_counter() - time.time()
+            comeco, inicio, fim = (float(t) + diferenca for t in partes[2:5])
+            responder(gerador.carga(partes[1], comeco, inicio, fim))
+        else:
+            agora = time.perf_counter()
+            responder(gerador.carga(partes[1], agora, agora, agora))
+    gerador.fechar()
 
 
 # ============================================================ processos
@@ -244,8 +502,11 @@ class Processo:
         with open(self.caminho_saida, "wb") as saida, open(self.caminho_erro, "wb") as erro:
             ambiente = dict(os.environ)
             ambiente.pop("PYTHONUNBUFFERED", None)
+            # POSIX: o limite "soft" de descritores no "hard" (fase escala: 5 000 conexões).
+            antes_do_exec = subir_limite_de_descritores if os.name == "posix" else None
             self.popen = subprocess.Popen([sys.executable] + args, cwd=cwd, stdout=saida,
-                                          stderr=erro, stdin=subprocess.DEVNULL, env=ambiente)
+                                          stderr=erro, stdin=subprocess.DEVNULL, env=ambiente,
+                                          preexec_fn=antes_do_exec)
         self.pid = self.popen.pid
 
     def exigir_vivo(self):
@@ -350,6 +611,101 @@ def cpu_das_threads(pid):
     return total / 1e9
 
 
+def do_status(pid, campo):
+    """Um número de /proc/<pid>/status (Linux): VmRSS em KiB, Threads."""
+    with open("/proc/%d/status" % pid) as f:
+        for linha in f:
+            if linha.startswith(campo + ":"):
+                return int(linha.split()[1])
+    raise RuntimeError("%s não está em /proc/%d/status" % (campo, pid))
+
+
+def cpu_da_maquina():
+    """CPU (s) ocupada da máquina inteira, todos os núcleos, de /proc/stat (Linux)."""
+    with open("/proc/stat") as f:
+        campos = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: ocupada = tudo menos idle e iowait.
+    return (sum(campos[:8]) - campos[3] - campos[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def linhas_do_arquivo(caminho):
+    with open(caminho, "rb") as f:
+        return f.read().splitlines()
+
+
+def esperar_threads(procs, antes):
+    """Depois de fechar conexões: espera as threads delas terminarem nos servidores, até o
+    número voltar ao de antes (com folga de 2) ou parar de cair por 1 s (um código com um
+    conjunto de conexões ao líder guarda algumas)."""
+    ultimo = None
+    parado_desde = time.monotonic()
+    limite = time.monotonic() + PRAZO
+    while time.monotonic() < limite:
+        agora = [do_status(p.pid, "Threads") for p in procs]
+        if all(a <= b + 2 for a, b in zip(agora, antes)):
+            return
+        if agora != ultimo:
+            ultimo, parado_desde = agora, time.monotonic()
+        elif time.monotonic() - parado_desde > 1.0:
+            return
+        time.sleep(0.05)
+
+
+class Geradores:
+    """Processos geradores da escala (um laço de eventos cada), por linhas no stdin/stdout:
+    ao subir, cada um abre as suas conexões e responde; depois, um comando por vez."""
+
+    def __init__(self, specs, pasta, nome):
+        self.procs = []
+        self.erros = []
+        for i, spec in enumerate(specs):
+            self.erros.append(os.path.join(pasta, "%s-gerador%d.err" % (nome, i)))
+            with open(self.erros[-1], "wb") as erro:
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), "--gerador",
+                     json.dumps(dict(spec, modo="escala"))],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=erro, cwd=RAIZ))
+        try:
+            self.conexao = self.ler()  # as conexões abertas e as que falharam
+        except Exception:
+            self.fechar()
+            raise
+
+    def ler(self):
+        resultados = []
+        for proc, caminho in zip(self.procs, self.erros):
+            linha = proc.stdout.readline()
+            if not linha:
+                proc.wait(PRAZO)
+                with open(caminho, "rb") as f:
+                    erro = f.read().decode(errors="replace")
+                raise RuntimeError("gerador terminou (código %s):\n%s"
+                                   % (proc.returncode, erro[-2000:]))
+            resultados.append(json.loads(linha))
+        return resultados
+
+    def comando(self, texto):
+        for proc in self.procs:
+            proc.stdin.write(texto.encode("ascii") + b"\n")
+            proc.stdin.flush()
+        return self.ler()
+
+    def fechar(self):
+        for proc in self.procs:
+            try:
+                proc.stdin.write(b"fim\n")
+                proc.stdin.close()
+            except OSError:
+                pass  # já terminou
+        for proc in self.procs:
+            try:
+                proc.wait(PRAZO)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
 # ============================================================ o bench
 
 class Bench:
@@ -365,6 +721,9 @@ class Bench:
         self.p = dict(PARAMETROS["rapido" if opcoes.rapido else "completo"])
         if opcoes.rodadas:
             self.p["rodadas"] = opcoes.rodadas
+        if opcoes.janela:
+            self.p["janela_escala"] = opcoes.janela
+        self.escala_resultado = None
         self.medidas = {}     # nome -> {"kv": [...], "eco": [...], "razoes": [...]}
         self.tamanho_snapshot = None
         self.cpus_cliente = None   # --fixar: CPUs do cliente da latência
@@ -689,6 +1048,126 @@ class Bench:
         self.mostrar_progresso("JOIN")
         lider.terminar()
 
+    def escala(self):
+        """Curva de escala: vazão e latência de PUT e de GET com N conexões persistentes,
+        divididas por igual entre os três servidores de um cluster próprio, abertas antes de
+        medir; e, antes da curva, a memória por conexão ociosa."""
+        if not os.path.isdir("/proc/self/task"):
+            self.mostrar_progresso("fase escala pulada: ela lê a memória e as threads do /proc")
+            return
+        inicio = time.monotonic()
+        carga = os.getloadavg()  # antes de subir o cluster desta fase (uptime)
+        portas, procs = self.cluster("escala-", self.codigo)
+        memoria = self.memoria_ociosa(portas, procs)
+        pontos = []
+        for clientes in self.opcoes.escala:
+            for tipo in ("PUT", "GET"):
+                pontos.append(self.ponto_escala(portas, procs, clientes, tipo))
+        for proc in procs:
+            proc.terminar()
+        self.escala_resultado = {
+            "clientes": self.opcoes.escala, "janela": self.p["janela_escala"],
+            "aquecimento": self.p["aquecimento_escala"], "geradores": GERADORES_ESCALA,
+            "carga": carga,
+            "segundos": time.monotonic() - inicio, "memoria": memoria, "pontos": pontos}
+
+    def memoria_ociosa(self, portas, procs):
+        """RSS de cada servidor sem conexões e com n conexões ociosas nele, cada uma depois
+        de um GET; então cada conexão do seguidor 1 faz um PUT (que ele encaminha ao líder):
+        de novo o RSS dele e o do líder. KiB por conexão = diferença / n."""
+        n = self.opcoes.ociosas
+        erros_antes = [len(linhas_do_arquivo(p.caminho_erro)) for p in procs]
+        threads_antes = [do_status(p.pid, "Threads") for p in procs]
+        sem = [do_status(p.pid, "VmRSS") for p in procs]
+        # Um gerador com as do líder e do seguidor 2, outro com as do seguidor 1 (só elas
+        # fazem o PUT).
+        outros = Geradores([{"portas": [portas[0], portas[2]], "primeira": 0, "conexoes": 2 * n}],
+                           self.pasta, "memoria-a")
+        try:
+            seguidor = Geradores([{"portas": [portas[1]], "primeira": 0, "conexoes": n}],
+                                 self.pasta, "memoria-b")
+            try:
+                resultados = outros.conexao + seguidor.conexao
+                resultados += outros.comando("uma GET") + seguidor.comando("uma GET")
+                com_get = [do_status(p.pid, "VmRSS") for p in procs]
+                resultados += seguidor.comando("uma PUT")
+                com_put = [do_status(p.pid, "VmRSS") for p in procs]
+            finally:
+                seguidor.fechar()
+        finally:
+            outros.fechar()
+        esperar_threads(procs, threads_antes)
+        falhas, exemplos = juntar_falhas(resultados)
+        stderr = [linhas_do_arquivo(p.caminho_erro)[antes:] for p, antes in zip(procs, erros_antes)]
+        memoria = {"conexoes": n, "rss_sem": sem, "rss_com_get": com_get, "rss_com_put": com_put,
+                   "kib_por_conexao_get": [(c - s) / n for c, s in zip(com_get, sem)],
+                   "kib_seguidor_com_put": (com_put[1] - sem[1]) / n,
+                   "kib_lider_por_put_encaminhado": (com_put[0] - com_get[0]) / n,
+                   "falhas": falhas, "exemplos": exemplos,
+                   "linhas_stderr": [len(linhas) for linhas in stderr],
+                   "exemplos_stderr": exemplos_stderr(stderr)}
+        self.mostrar_progresso("memória por conexão ociosa (%d em cada servidor): %s KiB; "
+                               "seguidor 1 depois de um PUT: %.1f KiB, líder +%.1f KiB"
+                               % (n, ", ".join("%.1f" % k for k in memoria["kib_por_conexao_get"]),
+                                  memoria["kib_seguidor_com_put"],
+                                  memoria["kib_lider_por_put_encaminhado"]))
+        return memoria
+
+    def ponto_escala(self, portas, procs, clientes, tipo):
+        """Um ponto da curva: clientes conexões (índice i no servidor i % 3), repartidas entre
+        os geradores; aquecimento, e a janela medida, a mesma em todos os geradores."""
+        quantos = min(GERADORES_ESCALA, clientes)
+        specs = []
+        for g in range(quantos):
+            primeira = clientes * g // quantos
+            specs.append({"portas": portas, "primeira": primeira,
+                          "conexoes": clientes * (g + 1) // quantos - primeira})
+        erros_antes = [len(linhas_do_arquivo(p.caminho_erro)) for p in procs]
+        threads_antes = [do_status(p.pid, "Threads") for p in procs]
+        pids = [p.pid for p in procs]
+        t_conectar = time.monotonic()
+        geradores = Geradores(specs, self.pasta, "escala-%d-%s" % (clientes, tipo))
+        try:
+            conectar = time.monotonic() - t_conectar
+            comeco = time.time() + 0.1
+            inicio = comeco + self.p["aquecimento_escala"]
+            fim = inicio + self.p["janela_escala"]
+            cpu_antes, maquina_antes = cpu_dos(pids), cpu_da_maquina()
+            t_carga = time.monotonic()
+            carga = geradores.comando("carga %s %r %r %r" % (tipo, comeco, inicio, fim))
+            duracao = time.monotonic() - t_carga
+            cpu_servidores = (cpu_dos(pids) - cpu_antes) / duracao
+            cpu_maquina = (cpu_da_maquina() - maquina_antes) / duracao
+        finally:
+            geradores.fechar()
+        esperar_threads(procs, threads_antes)
+        falhas, exemplos = juntar_falhas(geradores.conexao + carga)
+        stderr = [linhas_do_arquivo(p.caminho_erro)[antes:] for p, antes in zip(procs, erros_antes)]
+        latencias = sorted(x for r in carga for x in r["latencias"])
+        ponto = {"clientes": clientes, "tipo": tipo,
+                 "vazao": sum(r["na_janela"] for r in carga) / self.p["janela_escala"],
+                 "p50_ms": statistics.median(latencias) / 1e3 if latencias else None,
+                 "p99_ms": p99(latencias) / 1e3 if latencias else None,
+                 "falhas": falhas, "exemplos": exemplos,
+                 "linhas_stderr": [len(linhas) for linhas in stderr],
+                 "exemplos_stderr": exemplos_stderr(stderr),
+                 "sem_resposta_na_janela": sum(r["sem_resposta_na_janela"] for r in carga),
+                 "cpu_servidores": cpu_servidores,
+                 "cpu_geradores": sum(r["cpu"] for r in carga) / duracao,
+                 "cpu_geradores_usuario": sum(r["cpu_usuario"] for r in carga) / duracao,
+                 "conectar_s": conectar, "respostas": sum(r["respostas"] for r in carga),
+                 "dreno_s": max(r["dreno"] for r in carga)}
+        voltas = [r["primeira_volta"] for r in carga]
+        ponto["primeira_volta_s"] = None if None in voltas else max(voltas)
+        # O resto da CPU ocupada da máquina: outras pessoas e o kernel (softirq).
+        ponto["cpu_resto"] = max(0.0, cpu_maquina - cpu_servidores - ponto["cpu_geradores"])
+        self.mostrar_progresso(
+            "escala %s, %d clientes: %.0f req/s, p50 %s ms, p99 %s ms, %d falhas, %d linhas em "
+            "stderr (conectar %.1f s)"
+            % (tipo, clientes, ponto["vazao"], formatar_ms(ponto["p50_ms"]),
+               formatar_ms(ponto["p99_ms"]), falhas, sum(ponto["linhas_stderr"]), conectar))
+        return ponto
+
     # ---- saída ----
 
     def mostrar_progresso(self, texto):
@@ -775,6 +1254,116 @@ def tabela(resumo, referencia="eco"):
     return "\n".join(linhas)
 
 
+# ---- a fase escala: falhas, tabela, metas ----
+
+NOMES_ESCALA = ("líder", "seguidor 1", "seguidor 2")
+
+
+def juntar_falhas(resultados):
+    """(número de falhas, as primeiras por extenso) de vários resultados de geradores."""
+    exemplos = [e for r in resultados for e in r["exemplos"]]
+    return sum(r["falhas"] for r in resultados), exemplos[:GeradorEscala.EXEMPLOS]
+
+
+def exemplos_stderr(stderr, quantas=2):
+    """As primeiras linhas que cada servidor escreveu em stderr (toda linha lá é de erro)."""
+    return ["%s: %s" % (nome, linha.decode("utf-8", "replace"))
+            for nome, linhas in zip(NOMES_ESCALA, stderr) for linha in linhas[:quantas]]
+
+
+def formatar_ms(valor):
+    if valor is None:
+        return "-"
+    return "%.0f" % valor if valor >= 100 else "%.1f" % valor if valor >= 10 else "%.2f" % valor
+
+
+def melhor_vazao(pontos, tipo):
+    return max([p["vazao"] for p in pontos if p["tipo"] == tipo] or [0])
+
+
+def metas_escala(resultado):
+    """[(texto, valor medido, ok)]: vazão em 1 000 e 5 000 clientes perto da melhor da curva,
+    p99 em 1 000 clientes até 5x o p50, e nenhuma falha em ponto nenhum."""
+    pontos = {(p["tipo"], p["clientes"]): p for p in resultado["pontos"]}
+    metas = []
+    for tipo in ("PUT", "GET"):
+        melhor = melhor_vazao(resultado["pontos"], tipo)
+        for clientes, minimo in ((1000, 0.85), (5000, 0.75)):
+            ponto = pontos.get((tipo, clientes))
+            texto = "vazão %s com %d clientes ≥ %.0f%% da melhor da curva" % (
+                tipo, clientes, minimo * 100)
+            if ponto is None or not melhor:
+                metas.append((texto, "sem o ponto", False))
+            else:
+                razao = ponto["vazao"] / melhor
+                metas.append((texto, "%.0f%%" % (razao * 100), razao >= minimo))
+        ponto = pontos.get((tipo, 1000))
+        texto = "p99 de %s com 1000 clientes ≤ 5x o p50" % tipo
+        if ponto is None or not ponto["p50_ms"]:
+            metas.append((texto, "sem o ponto", False))
+        else:
+            razao = ponto["p99_ms"] / ponto["p50_ms"]
+            metas.append((texto, "%.1fx" % razao, razao <= 5.0))
+    falhas = sum(p["falhas"] + sum(p["linhas_stderr"]) for p in resultado["pontos"])
+    memoria = resultado["memoria"]
+    falhas += memoria["falhas"] + sum(memoria["linhas_stderr"])
+    metas.append(("nenhuma falha em ponto nenhum (pedidos e linhas em stderr, memória incluída)",
+                  "%d" % falhas, falhas == 0))
+    return metas
+
+
+def tabela_escala(resultado):
+    """O texto da fase escala: a curva, as falhas por extenso, a memória, as metas."""
+    carga = "carga da máquina antes da fase (uptime, 1/5/15 min) %s" % (
+        "/".join("%.2f" % x for x in resultado["carga"]))
+    linhas = ["Escala: N conexões persistentes, divididas entre líder e 2 seguidores, laço "
+              "fechado; %d geradores; aquecimento %g s, janela %g s; %s; %.0f s"
+              % (resultado["geradores"], resultado["aquecimento"], resultado["janela"], carga,
+                 resultado["segundos"]),
+              "%-4s %8s %8s %6s %8s %8s %7s %7s %13s" % (
+                  "tipo", "clientes", "req/s", "melhor", "p50 ms", "p99 ms", "p99/p50", "falhas",
+                  "stderr L/S1/S2")]
+    for p in resultado["pontos"]:
+        melhor = melhor_vazao(resultado["pontos"], p["tipo"])
+        linhas.append("%-4s %8d %8.0f %5.0f%% %8s %8s %7s %7d %13s" % (
+            p["tipo"], p["clientes"], p["vazao"], p["vazao"] / melhor * 100 if melhor else 0,
+            formatar_ms(p["p50_ms"]), formatar_ms(p["p99_ms"]),
+            "%.1f" % (p["p99_ms"] / p["p50_ms"]) if p["p50_ms"] else "-", p["falhas"],
+            "/".join(str(n) for n in p["linhas_stderr"])))
+    # Para entender a curva: quanto levou abrir as conexões, a primeira resposta de todas
+    # (contada do começo da carga: maior que o aquecimento, a janela pegou o arranque), a
+    # espera pelas respostas depois da janela, as conexões sem resposta nela, e a CPU de cada
+    # um (% de um núcleo). "resto" é a CPU ocupada da máquina fora dos servidores e dos
+    # geradores: outras pessoas (a máquina é dividida) e o kernel fora de qualquer processo
+    # (softirq da rede, parte dela nossa).
+    linhas.append("%-4s %8s %11s %12s %8s %10s %9s %14s %10s" % (
+        "tipo", "clientes", "conectar s", "1ª volta s", "dreno s", "sem resp.", "CPU serv",
+        "CPU ger (usr)", "CPU resto"))
+    for p in resultado["pontos"]:
+        linhas.append("%-4s %8d %11.1f %12s %8.1f %10d %8.0f%% %14s %9.0f%%" % (
+            p["tipo"], p["clientes"], p["conectar_s"],
+            "-" if p["primeira_volta_s"] is None else "%.1f" % p["primeira_volta_s"],
+            p["dreno_s"], p["sem_resposta_na_janela"], p["cpu_servidores"] * 100,
+            "%.0f%% (%.0f%%)" % (p["cpu_geradores"] * 100, p["cpu_geradores_usuario"] * 100),
+            p["cpu_resto"] * 100))
+    for p in resultado["pontos"]:
+        for texto in p["exemplos"] + p["exemplos_stderr"]:
+            linhas.append("  falha em %s com %d clientes: %s" % (p["tipo"], p["clientes"], texto))
+    m = resultado["memoria"]
+    linhas.append("Memória por conexão ociosa (RSS, %d conexões em cada servidor, cada uma depois "
+                  "de um GET): %s" % (m["conexoes"], ", ".join(
+                      "%s %.1f KiB" % (nome, kib)
+                      for nome, kib in zip(NOMES_ESCALA, m["kib_por_conexao_get"]))))
+    linhas.append("Depois de um PUT em cada conexão do seguidor 1 (ele encaminha ao líder): "
+                  "seguidor 1 %.1f KiB por conexão; líder +%.1f KiB por PUT encaminhado"
+                  % (m["kib_seguidor_com_put"], m["kib_lider_por_put_encaminhado"]))
+    for texto in m["exemplos"] + m["exemplos_stderr"]:
+        linhas.append("  falha na medida da memória: %s" % texto)
+    for texto, valor, ok in metas_escala(resultado):
+        linhas.append("meta: %s: %s, %s" % (texto, valor, "ok" if ok else "NÃO"))
+    return "\n".join(linhas)
+
+
 def medir_com_perfil(bench, pasta_perfil, fase):
     """Roda uma fase com py-spy gravando cada servidor: PASTA/<nome>.txt, pilhas "a;b;c N"."""
     if shutil.which("py-spy") is None:
@@ -823,6 +1412,14 @@ def principal(argv):
                                  "nas demais (menos oscilação; ver Bench.fixar)")
     analisador.add_argument("--perfil", metavar="PASTA", help="perfil py-spy das fases de vazão")
     analisador.add_argument("--manter", action="store_true", help="não apaga as saídas")
+    analisador.add_argument("--escala", default=[10, 100, 1000, 5000], type=inteiros,
+                            help="fase escala: conexões simultâneas de cada ponto da curva "
+                                 "(padrão 10,100,1000,5000)")
+    analisador.add_argument("--janela", type=float, metavar="SEGUNDOS",
+                            help="fase escala: a janela medida de cada ponto (padrão 5 s)")
+    analisador.add_argument("--ociosas", type=int, default=1000,
+                            help="fase escala: conexões ociosas em cada servidor na medida da "
+                                 "memória (padrão 1000)")
 
     analisador.add_argument("--eco", type=int, metavar="PORTA", help=argparse.SUPPRESS)
     analisador.add_argument("--gerador", metavar="SPEC", help=argparse.SUPPRESS)
@@ -840,6 +1437,9 @@ def principal(argv):
     if opcoes.fixar and not hasattr(os, "sched_setaffinity"):
         analisador.error("--fixar só funciona no Linux")
     fases = opcoes.fases.split(",")
+    desconhecidas = set(fases) - {"latencia", "vazao", "ocioso", "disco", "join", "escala"}
+    if desconhecidas:
+        analisador.error("fase desconhecida: %s" % ", ".join(sorted(desconhecidas)))
     if opcoes.contra and not set(fases) <= {"latencia", "vazao", "ocioso"}:
         analisador.error("--contra só mede as fases latencia, vazao e ocioso (use --fases)")
     pasta = tempfile.mkdtemp(prefix="kv-bench-")
@@ -851,7 +1451,9 @@ def principal(argv):
                   % (bench.contra or "o eco", bench.codigo, platform.python_version(),
                      os.cpu_count(), pasta),
                   file=sys.stderr, flush=True)
-            bench.subir()
+            subido = bool(set(fases) - {"escala"})  # a fase escala sobe o seu cluster
+            if subido:
+                bench.subir()
             if "latencia" in fases:
                 bench.latencias()
             if "vazao" in fases:
@@ -870,6 +1472,12 @@ def principal(argv):
                 for s in bench.seguidores:
                     s.terminar()
                 bench.join()
+            if "escala" in fases:
+                # Sem o cluster principal ao lado: a escala sobe um cluster só dela.
+                if subido:
+                    for proc in [bench.lider] + bench.seguidores:
+                        proc.terminar()
+                bench.escala()
     finally:
         if not opcoes.manter:
             shutil.rmtree(pasta, ignore_errors=True)
@@ -886,14 +1494,17 @@ def principal(argv):
     if bench.tamanho_snapshot:
         print("JOIN: líder com %d keys, snapshot de %.1f MB"
               % (opcoes.keys_join, bench.tamanho_snapshot / 1e6))
-    print(tabela(resumo, bench.nome_referencia))
+    if resumo:
+        print(tabela(resumo, bench.nome_referencia))
+    if bench.escala_resultado:
+        print(tabela_escala(bench.escala_resultado))
     if opcoes.json:
         with open(opcoes.json, "w", encoding="utf-8") as f:
             json.dump({"python": platform.python_version(), "cpus": os.cpu_count(),
                        "parametros": bench.p, "codigo": bench.codigo, "contra": bench.contra,
                        "fixar": opcoes.fixar,
                        "keys_join": opcoes.keys_join, "bytes_snapshot": bench.tamanho_snapshot,
-                       "medidas": resumo},
+                       "medidas": resumo, "escala": bench.escala_resultado},
                       f, ensure_ascii=False, indent=1)
     return 0
 
