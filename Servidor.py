@@ -119,8 +119,8 @@ class Servidor:
         self.trava_confirmacoes = threading.Lock()
         # Líder: origem "ip:porta" -> o CanalDoSeguidor de cada seguidor conectado.
         self.seguidores = {}
-        # Líder: PUTs esperando confirmações: (ts, origens conectadas no PUT, evento a abrir).
-        self.esperas = []
+        # Líder: PUTs esperando confirmações, em ordem de ts: (ts, origens no PUT, evento).
+        self.esperas = collections.deque()
         self.parar = threading.Event()
         self.ouvinte = None
         self.console = Servidor.Console()
@@ -487,20 +487,19 @@ class Servidor:
         quem para de confirmar sai no prazo de replicação, e a espera acaba."""
         pronto = threading.Event()  # aberto por liberar_confirmados
         with self.trava_confirmacoes:
-            self.esperas.append((timestamp, origens, pronto))
+            lugar = len(self.esperas)
+            while lugar and self.esperas[lugar - 1][0] > timestamp:   # quase sempre no fim
+                lugar -= 1
+            self.esperas.insert(lugar, (timestamp, origens, pronto))
             self.liberar_confirmados()
         pronto.wait()
 
     def liberar_confirmados(self):
-        """Sob a trava_confirmacoes: acorda cada PUT já confirmado por todos."""
-        faltam = []
-        for pendente in self.esperas:
-            timestamp, origens, pronto = pendente
-            if self.confirmado_por_todos(timestamp, origens):
-                pronto.set()
-            else:
-                faltam.append(pendente)
-        self.esperas = faltam
+        """Sob a trava_confirmacoes: acorda, em ordem de timestamp, cada PUT já confirmado por
+        todos, até o primeiro que não está: os seguintes saem depois dele (PUT_OK em ordem), e
+        uma confirmação custa os PUTs que ela libera, não todos os que esperam."""
+        while self.esperas and self.confirmado_por_todos(*self.esperas[0][:2]):
+            self.esperas.popleft()[2].set()
 
     def confirmado_por_todos(self, timestamp, origens):
         """Sob a trava_confirmacoes: a regra da seção 5e. Cada seguidor conectado quando o PUT

@@ -1129,6 +1129,12 @@ class Bench:
         geradores = Geradores(specs, self.pasta, "escala-%d-%s" % (clientes, tipo))
         try:
             conectar = time.monotonic() - t_conectar
+            # Um pedido por conexão antes de medir: toda conexão já foi aceita e tem a sua
+            # thread no servidor (e, no seguidor, a do encaminhamento); a janela mede o regime,
+            # não a chegada de milhares de conexões. As falhas desta volta também contam.
+            t_volta = time.monotonic()
+            primeira = geradores.comando("uma %s" % tipo)
+            primeira_volta = time.monotonic() - t_volta
             comeco = time.time() + 0.1
             inicio = comeco + self.p["aquecimento_escala"]
             fim = inicio + self.p["janela_escala"]
@@ -1141,7 +1147,7 @@ class Bench:
         finally:
             geradores.fechar()
         esperar_threads(procs, threads_antes)
-        falhas, exemplos = juntar_falhas(geradores.conexao + carga)
+        falhas, exemplos = juntar_falhas(geradores.conexao + primeira + carga)
         stderr = [linhas_do_arquivo(p.caminho_erro)[antes:] for p, antes in zip(procs, erros_antes)]
         latencias = sorted(x for r in carga for x in r["latencias"])
         ponto = {"clientes": clientes, "tipo": tipo,
@@ -1157,8 +1163,7 @@ class Bench:
                  "cpu_geradores_usuario": sum(r["cpu_usuario"] for r in carga) / duracao,
                  "conectar_s": conectar, "respostas": sum(r["respostas"] for r in carga),
                  "dreno_s": max(r["dreno"] for r in carga)}
-        voltas = [r["primeira_volta"] for r in carga]
-        ponto["primeira_volta_s"] = None if None in voltas else max(voltas)
+        ponto["primeira_volta_s"] = primeira_volta
         # O resto da CPU ocupada da máquina: outras pessoas e o kernel (softirq).
         ponto["cpu_resto"] = max(0.0, cpu_maquina - cpu_servidores - ponto["cpu_geradores"])
         self.mostrar_progresso(
