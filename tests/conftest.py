@@ -255,6 +255,41 @@ def join_falso(porta_lider, origem="127.0.0.1:1", timestamp=None, dados=None):
 ESPERA_FALSO = 0.1    # fatia do accept() do servidor falso, que confere se deve parar
 
 
+class LiderFalso:
+    """Escuta numa porta que ele mesmo prende e aceita o canal que o seguidor abre."""
+
+    def __init__(self):
+        self.ouvinte = socket.create_server(("127.0.0.1", 0))
+        self.ouvinte.settimeout(PRAZO)
+        self.porta = self.ouvinte.getsockname()[1]
+        self.canal = self.leitor = None
+
+    def aceitar(self):
+        """Espera o seguidor conectar; devolve o JOIN dele (dict)."""
+        self.fechar_canal()
+        self.canal, _ = self.ouvinte.accept()
+        self.canal.settimeout(PRAZO)
+        self.leitor = self.canal.makefile("rb")
+        return self.receber()
+
+    def enviar(self, *mensagens):
+        self.canal.sendall(b"".join(linha_json(m) for m in mensagens))
+
+    def receber(self):
+        """A próxima mensagem do seguidor (dict), ou None se ele fechou o canal."""
+        linha = self.leitor.readline()
+        return json.loads(linha.decode("utf-8")) if linha else None
+
+    def fechar_canal(self):
+        if self.canal is not None:
+            self.leitor.close()
+            self.canal.close()
+
+    def fechar(self):
+        self.fechar_canal()
+        self.ouvinte.close()
+
+
 class ServidorFalso:
     """Um 'servidor' numa porta que ele mesmo prende, que guarda cada pedido recebido e então,
     conforme o modo: "fecha" sem responder; "cala" (segura a conexão e nunca responde, como um
@@ -675,6 +710,14 @@ def cliente():
     c = Cliente()
     yield c
     c.fechar()
+
+
+@pytest.fixture
+def falso(cluster):
+    """Um líder falso (LiderFalso), fechado no teardown do cluster."""
+    lider = LiderFalso()
+    cluster.pilha.callback(lider.fechar)
+    return lider
 
 
 @pytest.fixture

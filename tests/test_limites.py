@@ -186,20 +186,13 @@ def test_origem_de_join_que_nao_e_endereco_recebe_erro(cluster, origem):
     assert resposta["tipo"] == "ERRO" and "origem" in resposta["value"], resposta
 
 
-def test_erro_do_lider_no_join_e_escapado_no_console_do_seguidor(cluster):
+def test_erro_do_lider_no_join_e_escapado_no_console_do_seguidor(cluster, falso):
     """Um líder (falso) recusa o JOIN com um ERRO de várias linhas: o seguidor o mostra numa
     linha só, escapado, e nunca escreve uma linha que o líder inventou."""
-    ouvinte = socket.create_server(("127.0.0.1", 0))   # o líder falso; a porta, o sistema dá
-    ouvinte.settimeout(PRAZO)
-    seguidor = cluster.seguidor(ouvinte.getsockname()[1])
-    sock, _ = ouvinte.accept()
-    with sock:
-        sock.settimeout(PRAZO)
-        sock.makefile("rb").readline()
-        sock.sendall(json.dumps({"tipo": "ERRO", "value": "recusado\n" + FORJADA}).encode()
-                     + b"\n")
-        esperar(lambda: "recusado" in seguidor.erro(), motivo="o seguidor dizer a recusa")
-    ouvinte.close()
+    seguidor = cluster.seguidor(falso.porta)
+    falso.aceitar()
+    falso.enviar({"tipo": "ERRO", "value": "recusado\n" + FORJADA})
+    esperar(lambda: "recusado" in seguidor.erro(), motivo="o seguidor dizer a recusa")
     assert "recusado\\n" + FORJADA in seguidor.erro()
     assert not any(linha.startswith("Enviando") for linha in
                    (seguidor.saida() + seguidor.erro()).splitlines())
@@ -301,28 +294,21 @@ def join_ok_com(keys):
 
 
 # Lento (~6 s): o seguidor instala e depois codifica uma tabela de 1 milhão de keys.
-def test_join_de_tabela_grande_sai_logo_depois_do_connect(cluster):
+def test_join_de_tabela_grande_sai_logo_depois_do_connect(cluster, falso):
     """[5f] Um seguidor com 1 milhão de keys perde o canal e volta: os primeiros bytes do JOIN
     chegam logo depois do connect (ele monta a linha antes), e não depois de codificar a
     tabela (~1 s), que deixaria um líder recém-subido dar timestamps sem ouvi-lo."""
-    ouvinte = socket.create_server(("127.0.0.1", 0))   # o líder falso; a porta, o sistema dá
-    ouvinte.settimeout(PRAZO)
-    seguidor = cluster.seguidor(ouvinte.getsockname()[1])
-    sock, _ = ouvinte.accept()
-    with sock:
-        sock.settimeout(PRAZO)
-        leitor = sock.makefile("rb")
-        leitor.readline()   # o JOIN (vazio)
-        sock.sendall(join_ok_com(1000000))
-        assert json.loads(leitor.readline())["tipo"] == "REPLICATION_OK"
-        leitor.close()
-    sock, _ = ouvinte.accept()
+    seguidor = cluster.seguidor(falso.porta)
+    falso.aceitar()   # o JOIN (vazio)
+    falso.canal.sendall(join_ok_com(1000000))
+    assert falso.receber()["tipo"] == "REPLICATION_OK"
+    falso.fechar_canal()
+    sock, _ = falso.ouvinte.accept()
     with sock:
         aceito = time.monotonic()
         sock.settimeout(PRAZO)
         primeiro = sock.recv(64)
         chegou = time.monotonic() - aceito
-    ouvinte.close()
     assert primeiro.startswith(b'{"tipo":"JOIN",')
     # Montar o JOIN de 1 milhão de keys leva ~0,7 s aqui; mandar o que já está montado, uns
     # milissegundos: 0,2 s é mais de 10 vezes isso, e bem menos que montar.

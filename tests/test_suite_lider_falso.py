@@ -2,47 +2,9 @@
 falso: um servidor pequeno aqui no teste que fala o protocolo à mão e manda o que um líder de
 verdade nunca mandaria (uma REPLICATION mais velha, uma cópia mais velha)."""
 
-import json
-import socket
-
 import pytest
 
-from conftest import PRAZO, esperar, get_direto, linha_json
-
-
-class LiderFalso:
-    """Escuta numa porta que ele mesmo prende e aceita o canal que o seguidor abre."""
-
-    def __init__(self):
-        self.ouvinte = socket.create_server(("127.0.0.1", 0))
-        self.ouvinte.settimeout(PRAZO)
-        self.porta = self.ouvinte.getsockname()[1]
-        self.canal = self.leitor = None
-
-    def aceitar(self):
-        """Espera o seguidor conectar; devolve o JOIN dele (dict)."""
-        self.fechar_canal()
-        self.canal, _ = self.ouvinte.accept()
-        self.canal.settimeout(PRAZO)
-        self.leitor = self.canal.makefile("rb")
-        return self.receber()
-
-    def enviar(self, *mensagens):
-        self.canal.sendall(b"".join(linha_json(m) for m in mensagens))
-
-    def receber(self):
-        """A próxima mensagem do seguidor (dict), ou None se ele fechou o canal."""
-        linha = self.leitor.readline()
-        return json.loads(linha.decode("utf-8")) if linha else None
-
-    def fechar_canal(self):
-        if self.canal is not None:
-            self.leitor.close()
-            self.canal.close()
-
-    def fechar(self):
-        self.fechar_canal()
-        self.ouvinte.close()
+from conftest import esperar, get_direto
 
 
 def replication(key, value, timestamp):
@@ -52,13 +14,6 @@ def replication(key, value, timestamp):
 def confirmado(mensagem):
     """(tipo, timestamp) de um REPLICATION_OK; a key que ele pode levar não importa aqui."""
     return (mensagem["tipo"], mensagem["timestamp"]) if mensagem else None
-
-
-@pytest.fixture
-def falso(cluster):
-    lider = LiderFalso()
-    cluster.pilha.callback(lider.fechar)
-    return lider
 
 
 @pytest.fixture
