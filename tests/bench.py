@@ -27,8 +27,9 @@ Medidas:
     servidores e abertas antes de medir, em laço fechado (cada conexão manda um pedido, espera a
     resposta inteira, manda o próximo; cada conexão PUT com a sua key). A carga sai de 2
     processos geradores, cada um com um laço de eventos (selectors), não de uma thread por
-    cliente. Aquecimento, e uma janela (5 s) igual em todos os geradores: vazão = respostas
-    certas completadas na janela / duração. Falha é qualquer outra resposta, connect que falha,
+    cliente. Uma volta com um pedido por conexão (todas aceitas e servidas), aquecimento, e uma
+    janela (5 s) igual em todos os geradores: vazão = respostas certas completadas na janela /
+    duração. Falha é qualquer outra resposta, connect que falha,
     conexão fechada ou resetada, e toda linha que um servidor escreve em stderr. Antes da curva,
     a memória (RSS) por conexão ociosa em cada servidor, e num seguidor depois de um PUT em
     cada conexão (no seguidor e no líder). O limite "soft" de descritores dos servidores e dos
