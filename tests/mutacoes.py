@@ -48,7 +48,8 @@ MUTACOES = [
      ["test_kv.py::test_servidor_pergunta_com_padroes_e_repete_resposta_invalida"]),
     ("5a-join-sem-ts", "Servidor.py", "origem=self.endereco, timestamp=maior_ts,",
      "origem=self.endereco, timestamp=0,",
-     ["test_suite_lider_falso.py::test_seguidor_entra_com_join_e_instala_a_copia_do_lider"]),
+     ["test_suite_lider_falso.py::"
+      "test_seguidor_que_perde_o_canal_refaz_o_join_com_o_maior_ts_e_a_tabela"]),
     # 5b: uma thread por conexão
     ("5b-thread", "Servidor.py", "Servidor.Conexao(self, sock, endereco).start()",
      "Servidor.Conexao(self, sock, endereco).run()",
@@ -135,7 +136,7 @@ MUTACOES = [
      ["test_recuperacao.py::test_registro_e_compactado_e_volta_igual"]),
     ("join-montado-antes", "Servidor.py", "                    if servidor.tabela is not tabela:",
      "                    if True:",
-     ["test_limites.py::test_join_de_tabela_grande_sai_logo_depois_do_connect"]),
+     ["test_limites.py::test_join_e_montado_uma_vez_por_canal_perdido"]),
     ("console-na-saida", "Servidor.py", "self.console.join(Servidor.PRAZO_SAIDA)", "pass",
      ["test_falhas.py::test_linhas_na_fila_saem_antes_de_um_fim_limpo"]),
 ]

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import PRAZO, Mensagem, esperar, lider_em_memoria, so_posix, trocar
+from Servidor import Servidor
 
 
 def lider_do_disco(tmp_path):
@@ -314,3 +315,24 @@ def test_join_de_tabela_grande_sai_logo_depois_do_connect(cluster, falso):
     # milissegundos: 0,2 s é mais de 10 vezes isso, e bem menos que montar.
     assert chegou < 0.2, "os primeiros bytes do JOIN chegaram %.2f s depois do connect" % chegou
     seguidor.exigir_vivo()
+
+
+def test_join_e_montado_uma_vez_por_canal_perdido(falso, monkeypatch):
+    """[5a] Sem canal a tabela do seguidor não muda: o JOIN é montado uma vez por canal perdido
+    e as tentativas seguintes (um líder que fecha a conexão) mandam a mesma linha, sem codificar
+    a tabela de novo: um seguidor com milhões de keys esperando o líder não gasta CPU nisso."""
+    seguidor = Servidor("127.0.0.1", 10098, "127.0.0.1", falso.porta)  # sem porta de escuta
+    seguidor.tabela, seguidor.maior_ts = {"k": ("v", 5)}, 5
+    montagens = []
+    montar = seguidor.pedir_join
+    monkeypatch.setattr(seguidor, "pedir_join", lambda: montagens.append(1) or montar())
+    Servidor.CanalDoLider(seguidor).start()
+    try:
+        for _ in range(3):
+            join = falso.aceitar()
+            assert (join["timestamp"], join["dados"]) == (5, {"k": ["v", 5]}), join
+            falso.fechar_canal()   # o líder fecha antes do JOIN_OK: o seguidor tenta de novo
+    finally:
+        seguidor.parar.set()
+    assert len(montagens) == 1
+

@@ -63,16 +63,26 @@ def test_replication_mais_velha_que_a_do_seguidor_e_confirmada_e_nao_aplicada(fa
                                              "timestamp": 7}
 
 
-def test_copia_mais_velha_que_o_seguidor_e_recusada(falso, unido):
-    """[5a] O canal cai e o seguidor refaz o JOIN com o maior ts e a tabela dele; uma cópia
-    (JOIN_OK) abaixo do ts dele é recusada: ele não a confirma, fecha o canal, diz uma linha em
-    stderr e guarda a tabela que tinha."""
+def voltar(falso):
+    """O seguidor aplica k=novo em 7, o canal cai e ele volta: o JOIN novo (dict)."""
     falso.enviar(replication("k", "novo", 7))
     assert confirmado(falso.receber()) == ("REPLICATION_OK", 7)
     falso.fechar_canal()
-    join = falso.aceitar()
+    return falso.aceitar()
+
+
+def test_seguidor_que_perde_o_canal_refaz_o_join_com_o_maior_ts_e_a_tabela(falso, unido):
+    """[5a] O canal cai e o seguidor refaz o JOIN com o endereço dele, o maior ts que recebeu e
+    a tabela inteira: é por eles que um líder que reiniciou recupera a história."""
+    join = voltar(falso)
     assert (join["tipo"], join["origem"], join["timestamp"], join["dados"]) == \
         ("JOIN", "127.0.0.1:%d" % unido.porta, 7, {"k": ["novo", 7]}), join
+
+
+def test_copia_mais_velha_que_o_seguidor_e_recusada(falso, unido):
+    """[5a] Uma cópia (JOIN_OK) abaixo do ts do seguidor que voltou é recusada: ele não a
+    confirma, fecha o canal, diz uma linha em stderr e guarda a tabela que tinha."""
+    voltar(falso)
     falso.enviar({"tipo": "JOIN_OK", "dados": {}, "timestamp": 3})
     assert falso.receber() is None, "o seguidor confirmou uma cópia mais velha que a dele"
     assert get_direto(unido.porta, "k") == {"tipo": "GET_OK", "key": "k", "value": "novo",
