@@ -288,6 +288,15 @@ def test_menu_ip_invalido_no_init_e_perguntado_de_novo(cluster):
     assert len(linhas) == 1 and linhas[0].startswith("GET key: k value: NULL"), linhas
 
 
+def parado_no_teclado(pid):
+    """O processo (uma thread só, antes do menu e das perguntas) dorme num read: estado S."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "S"
+    except OSError:
+        return True   # sem /proc: segue
+
+
 @so_posix
 @pytest.mark.parametrize("tecla", ["ctrl_d", "ctrl_c"])
 @pytest.mark.parametrize("programa, pergunta", [("Cliente.py", "INIT, PUT ou GET? "),
@@ -314,6 +323,9 @@ def test_ctrl_d_ou_ctrl_c_numa_pergunta_termina_a_linha(programa, pergunta, tecl
         return True
     try:
         esperar(lambda: not ler() or pergunta.encode() in saida, motivo="a pergunta")
+        # Uma pessoa aperta Ctrl+C com o programa já parado na leitura do teclado; um SIGINT
+        # entre a pergunta aparecer e o read() começar se perderia (o read não é interrompido).
+        esperar(lambda: parado_no_teclado(proc.pid), motivo="o programa ler o teclado")
         if tecla == "ctrl_d":
             os.write(mestre, b"\x04")   # no começo da linha, o terminal entrega fim da entrada
         else:

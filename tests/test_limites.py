@@ -127,6 +127,9 @@ def test_disco_cheio_de_verdade_nao_impede_o_lider_de_voltar(cluster, tmp_path):
         assert trocar(porta, {"tipo": "PUT", "key": "a", "value": "1"})["tipo"] == "PUT_OK"
         lider.matar()
         lider = cluster.servidor(porta, porta, "--dados", pasta)   # a subida compacta
+        # A porta abre antes de a subida ler a pasta e compactar; a resposta a um GET mostra
+        # que ela acabou (o disco só enche depois).
+        assert trocar(porta, {"tipo": "GET", "key": "a", "timestamp": 0})["value"] == "1"
         enchimento = disco / "enchimento"
         with open(str(enchimento), "wb", buffering=0) as f:
             try:
